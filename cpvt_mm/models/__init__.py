@@ -1,0 +1,7 @@
+"""cpvt_mm models: the PEG and layers, plain CPVT, PCPVT and SVT (registered in ``cpvt_mm.registry``)."""
+
+from .cpvt import CPVT
+from .layers import PEG, set_fused_attn, use_fused_attn
+from .twins import PCPVT, SVT
+
+__all__ = ["CPVT", "PCPVT", "SVT", "PEG", "set_fused_attn", "use_fused_attn"]

@@ -1,0 +1,192 @@
+"""Plain CPVT: a DeiT-shaped vision transformer whose position table is replaced by PEGs.
+
+Chu et al., "Conditional Positional Encodings for Vision Transformers", arXiv 2102.10882. The authors
+never released this model; this is a from-the-paper implementation: patch-16 embedding, no position table
+at the input, one PEG after encoder block 0 (or after blocks 0..4 for the paper's stronger variant),
+class-token or global-average-pool (CPVT-GAP) classification.
+
+Parameter names (public API)::
+
+    patch_embed.proj, cls_token, blocks.{i}.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2},
+    pegs.{i}.proj  (the PEG applied after block i), norm
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from ..registry import MODELS
+from .layers import PEG, Attention, PatchEmbed, TransformerBlock, checkpoint_seq, init_weights_
+from .utils import check_image_batch, normalize_indices, resolve_arch
+
+__all__ = ["CPVT"]
+
+OUT_TYPES = ("cls_token", "avg_featmap", "featmap", "raw")
+
+
+@MODELS.register_module()
+class CPVT(BaseModule):
+    """Plain (single-scale) CPVT.
+
+    Args:
+        arch: ``'tiny'``, ``'small'``, ``'base'`` or a dict with ``embed_dims``, ``depth``, ``num_heads``,
+            ``mlp_ratio``.
+        patch_size: Patch size of the embedding (16 in the paper).
+        peg_positions: Blocks after which a PEG is applied; ``(0,)`` is the paper's default, ``(0, 1, 2,
+            3, 4)`` its stronger variant (marked with a double dagger in the paper).
+        with_cls_token: Class token (CPVT) or none (CPVT-GAP).
+        out_type: ``'cls_token'`` (B, C), ``'avg_featmap'`` (B, C) mean of the patch tokens,
+            ``'featmap'`` (B, C, H, W) for dense tasks, ``'raw'`` (B, N, C). Defaults to ``'cls_token'``
+            with a class token and ``'avg_featmap'`` without.
+        out_indices: Blocks whose outputs are returned (default: the last).
+        final_norm: LayerNorm (eps 1e-6) on the last block's output.
+        frozen_stages: Freeze the patch embedding, class token and blocks ``0 .. frozen_stages-1`` (with
+            their PEGs); re-applied by ``train()``.
+        with_cp: Gradient checkpointing of every block.
+    """
+
+    arch_zoo: dict[str, dict[str, Any]] = {
+        "tiny": dict(embed_dims=192, depth=12, num_heads=3, mlp_ratio=4.0),
+        "small": dict(embed_dims=384, depth=12, num_heads=6, mlp_ratio=4.0),
+        "base": dict(embed_dims=768, depth=12, num_heads=12, mlp_ratio=4.0),
+    }
+    required_keys = ("embed_dims", "depth", "num_heads", "mlp_ratio")
+
+    def __init__(
+        self,
+        arch: str | Mapping[str, Any] = "tiny",
+        in_channels: int = 3,
+        patch_size: int = 16,
+        peg_positions: Sequence[int] = (0,),
+        peg_kernel_size: int = 3,
+        with_cls_token: bool = True,
+        out_type: str | None = None,
+        out_indices: int | Sequence[int] = -1,
+        final_norm: bool = True,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        frozen_stages: int = -1,
+        with_cp: bool = False,
+        init_cfg: dict | list[dict] | None = None,
+    ) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch = resolve_arch(arch, self.arch_zoo, self.required_keys, "CPVT")
+        dim, depth = int(self.arch["embed_dims"]), int(self.arch["depth"])
+        if out_type is None:
+            out_type = "cls_token" if with_cls_token else "avg_featmap"
+        if out_type not in OUT_TYPES:
+            raise ValueError(f"CPVT: out_type must be one of {OUT_TYPES}, got {out_type!r}")
+        if out_type == "cls_token" and not with_cls_token:
+            raise ValueError("CPVT: out_type='cls_token' needs with_cls_token=True")
+        if not -1 <= frozen_stages <= depth:
+            raise ValueError(f"CPVT: frozen_stages must be in [-1, {depth}], got {frozen_stages}")
+        self.in_channels = in_channels
+        self.patch_size = patch_size
+        self.embed_dims = dim
+        self.depth = depth
+        self.out_type = out_type
+        self.out_indices = normalize_indices(out_indices, depth, "CPVT.out_indices")
+        self.peg_positions = normalize_indices(tuple(peg_positions), depth, "CPVT.peg_positions")
+        self.frozen_stages = frozen_stages
+        self.num_prefix_tokens = 1 if with_cls_token else 0
+
+        self.patch_embed = PatchEmbed(in_channels, dim, patch_size, norm=False)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if with_cls_token else None
+        self.pos_drop = nn.Dropout(drop_rate)
+        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList(
+            TransformerBlock(
+                dim,
+                Attention(dim, int(self.arch["num_heads"]), qkv_bias, attn_drop_rate, drop_rate),
+                float(self.arch["mlp_ratio"]),
+                drop=drop_rate,
+                drop_path=dpr[i],
+            )
+            for i in range(depth)
+        )
+        # ModuleDict keyed by block index: ``pegs.0`` is the PEG after block 0.
+        self.pegs = nn.ModuleDict(
+            {str(i): PEG(dim, peg_kernel_size, self.num_prefix_tokens) for i in self.peg_positions}
+        )
+        self.norm = nn.LayerNorm(dim, eps=1e-6) if final_norm else nn.Identity()
+        self.apply(init_weights_)
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.with_cp = bool(with_cp)
+        self._freeze_stages()
+
+    def _format(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
+        if self.out_type == "raw":
+            return x
+        if self.out_type == "cls_token":
+            return x[:, 0]
+        patches = x[:, self.num_prefix_tokens :]
+        if self.out_type == "avg_featmap":
+            return patches.mean(dim=1)
+        B, _, C = patches.shape
+        return patches.transpose(1, 2).reshape(B, C, *hw)  # (B, N, C) -> (B, C, H, W)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """(B, C, H, W) -> tuple with one output per ``out_indices`` entry, shaped by ``out_type``."""
+        check_image_batch(x, self.in_channels, self.patch_size, "CPVT")
+        x, hw = self.patch_embed(x)
+        if self.cls_token is not None:
+            x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+        x = self.pos_drop(x)
+        outs = []
+        for i, blk in enumerate(self.blocks[: self.out_indices[-1] + 1]):
+            if self.with_cp and self.training and x.requires_grad:
+                x = checkpoint_seq(blk, x, hw)
+            else:
+                x = blk(x, hw)
+            if str(i) in self.pegs:
+                x = self.pegs[str(i)](x, hw)
+            if i in self.out_indices:
+                out = self.norm(x) if i == self.depth - 1 else x
+                outs.append(self._format(out, hw))
+        return tuple(outs)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.with_cp = bool(enable)
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        frozen: list[nn.Module] = [self.patch_embed, *self.blocks[: self.frozen_stages]]
+        frozen += [self.pegs[k] for k in self.pegs if int(k) < self.frozen_stages]
+        for m in frozen:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+        if self.cls_token is not None:
+            self.cls_token.requires_grad = False
+
+    def train(self, mode: bool = True) -> CPVT:
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def no_weight_decay(self) -> set[str]:
+        """PEG, norms, biases and the class token train without weight decay (authors' recipe)."""
+        return {
+            n for n, p in self.named_parameters() if n.startswith("pegs.") or "norm" in n or p.ndim == 1 or n == "cls_token"
+        }
+
+    def get_layer_depth(self, param_name: str, prefix: str = "") -> tuple[int, int]:
+        """Layer id for layer-wise lr decay: embedding/class token 0, block i (and its PEG) i + 1."""
+        num_layers = self.depth + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix) :]
+        if name.startswith(("patch_embed", "cls_token")):
+            return 0, num_layers
+        if name.startswith(("blocks.", "pegs.")):
+            return int(name.split(".")[1]) + 1, num_layers
+        return num_layers - 1, num_layers

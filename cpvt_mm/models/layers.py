@@ -1,0 +1,353 @@
+"""Building blocks shared by every cpvt_mm model: the PEG, patch embedding, attentions, MLP, block.
+
+Every attention here has two paths selected by ``fused_attn``: ``F.scaled_dot_product_attention`` (the
+default; flash / memory-efficient kernels where the backend has them) and a readable reference path that
+spells out ``softmax(q k^T / sqrt(d)) v``. Both take the same mask, and the tests check they agree.
+The global default comes from the environment variable ``CPVT_FUSED_ATTN`` (``0`` disables) and can be
+changed per model with :func:`set_fused_attn`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Size2D = tuple[int, int]
+
+__all__ = [
+    "PEG",
+    "PatchEmbed",
+    "Mlp",
+    "DropPath",
+    "Attention",
+    "GlobalSubsampledAttention",
+    "LocallyGroupedAttention",
+    "TransformerBlock",
+    "use_fused_attn",
+    "set_fused_attn",
+    "init_weights_",
+]
+
+
+def use_fused_attn() -> bool:
+    """Default attention path for newly built modules (``CPVT_FUSED_ATTN=0`` selects the reference)."""
+    return os.environ.get("CPVT_FUSED_ATTN", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def set_fused_attn(model: nn.Module, enabled: bool) -> nn.Module:
+    """Switch every cpvt_mm attention inside ``model`` between the SDPA and the reference path."""
+    for module in model.modules():
+        if isinstance(module, _AttentionBase):
+            module.fused_attn = bool(enabled)
+    return model
+
+
+def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float, fused: bool) -> Tensor:
+    """Scaled dot-product attention over the last two dims; ``mask`` is boolean, True = may attend."""
+    if fused:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    if mask is not None:
+        attn = attn.masked_fill(~mask, float("-inf"))
+    attn = attn.softmax(dim=-1)
+    if dropout > 0:
+        attn = F.dropout(attn, p=dropout)
+    return attn @ v
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch per sample (Huang et al., 2016)."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+
+class PEG(nn.Module):
+    """Position Encoding Generator (CPVT, arXiv 2102.10882, Sec. 3.2).
+
+    A ``k x k`` depthwise convolution with zero padding over the token map, added back to the tokens.
+    The zero padding is what gives tokens near the border a sense of absolute position, and because the
+    kernel is local, any token grid works: nothing is tied to a training resolution.
+
+    Args:
+        dim: Token channels.
+        kernel_size: Odd kernel size (3 in the paper).
+        num_prefix_tokens: Leading tokens (e.g. the class token) passed through untouched.
+    """
+
+    def __init__(self, dim: int, kernel_size: int = 3, num_prefix_tokens: int = 0) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"PEG kernel_size must be odd so the map keeps its size, got {kernel_size}")
+        self.num_prefix_tokens = num_prefix_tokens
+        self.proj = nn.Conv2d(dim, dim, kernel_size, stride=1, padding=kernel_size // 2, groups=dim, bias=True)
+
+    def forward(self, x: Tensor, hw: Size2D) -> Tensor:
+        prefix, tokens = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens :]
+        B, N, C = tokens.shape
+        H, W = hw
+        if N != H * W:
+            raise ValueError(f"PEG got {N} tokens for a {H}x{W} map")
+        feat = tokens.transpose(1, 2).reshape(B, C, H, W)  # (B, N, C) -> (B, C, H, W)
+        tokens = (self.proj(feat) + feat).flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, N, C)
+        return torch.cat((prefix, tokens), dim=1) if self.num_prefix_tokens else tokens
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch embedding: a conv with kernel = stride = ``patch_size``, then an optional norm.
+
+    Sides that are not a multiple of ``patch_size`` are zero-padded at the bottom / right up to the next
+    multiple (the token grid is ``ceil(H / p) x ceil(W / p)``), so no pixel is dropped. The authors' code
+    instead floors (drops the last rows/columns); both agree whenever the side is a multiple.
+    """
+
+    def __init__(
+        self, in_channels: int, embed_dim: int, patch_size: int, norm: bool = True, norm_eps: float = 1e-5
+    ) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps) if norm else nn.Identity()
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Size2D]:
+        p = self.patch_size
+        pad_h, pad_w = -x.shape[-2] % p, -x.shape[-1] % p
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = self.proj(x)
+        hw = (x.shape[-2], x.shape[-1])
+        x = x.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, H*W, C)
+        return self.norm(x), hw
+
+
+class Mlp(nn.Module):
+    """Transformer feed-forward: Linear -> GELU -> Linear (dropout after each)."""
+
+    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class _AttentionBase(nn.Module):
+    def __init__(self, dim: int, num_heads: int, attn_drop: float, proj_drop: float) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.fused_attn = use_fused_attn()
+
+    def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+        dropout = self.attn_drop if self.training else 0.0
+        return _attention(q, k, v, mask, dropout, self.fused_attn)
+
+    def extra_repr(self) -> str:
+        return f"num_heads={self.num_heads}, fused_attn={self.fused_attn}"
+
+
+class Attention(_AttentionBase):
+    """Global multi-head self-attention over all tokens (plain CPVT)."""
+
+    def __init__(
+        self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0
+    ) -> None:
+        super().__init__(dim, num_heads, attn_drop, proj_drop)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+
+    def forward(self, x: Tensor, hw: Size2D | None = None) -> Tensor:
+        B, N, C = x.shape
+        # (B, N, 3C) -> (3, B, heads, N, head_dim)
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        x = self._sdpa(qkv[0], qkv[1], qkv[2])
+        x = x.transpose(1, 2).reshape(B, N, C)  # (B, heads, N, head_dim) -> (B, N, C)
+        return self.proj_drop(self.proj(x))
+
+
+class GlobalSubsampledAttention(_AttentionBase):
+    """Global sub-sampled attention (Twins GSA, also PVT's spatial-reduction attention).
+
+    Keys and values come from the token map reduced by a conv with kernel = stride = ``sr_ratio`` (then a
+    LayerNorm, eps 1e-5), so the cost is ``N * N / sr_ratio^2``. The reduced map uses ``ceil`` via zero
+    padding when a side is not a multiple of ``sr_ratio``, so border tokens are never dropped.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        sr_ratio: int = 1,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__(dim, num_heads, attn_drop, proj_drop)
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
+        self.sr_ratio = sr_ratio
+        if sr_ratio > 1:
+            self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
+            self.norm = nn.LayerNorm(dim, eps=1e-5)
+        else:
+            self.sr = None
+            self.norm = None
+
+    def forward(self, x: Tensor, hw: Size2D) -> Tensor:
+        B, N, C = x.shape
+        q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, hd)
+        if self.sr is not None:
+            H, W = hw
+            feat = x.transpose(1, 2).reshape(B, C, H, W)  # (B, N, C) -> (B, C, H, W)
+            r = self.sr_ratio
+            pad_h, pad_w = -H % r, -W % r
+            if pad_h or pad_w:
+                feat = F.pad(feat, (0, pad_w, 0, pad_h))
+            x = self.norm(self.sr(feat).flatten(2).transpose(1, 2))  # (B, C, h, w) -> (B, M, C)
+        M = x.shape[1]
+        # (B, M, 2C) -> (2, B, heads, M, head_dim)
+        kv = self.kv(x).reshape(B, M, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        x = self._sdpa(q, kv[0], kv[1])
+        x = x.transpose(1, 2).reshape(B, N, C)  # (B, heads, N, hd) -> (B, N, C)
+        return self.proj_drop(self.proj(x))
+
+
+class LocallyGroupedAttention(_AttentionBase):
+    """Locally-grouped self-attention (Twins LSA): attention inside non-overlapping ``ws x ws`` windows.
+
+    The map is zero-padded at the bottom / right to a multiple of ``ws``. Padded tokens are masked out as
+    keys in every window, whichever sides are padded; the windows are built with reshapes only, so the
+    cost has no Python-level per-window work. The authors', mmpretrain's and mmseg's mask selects
+    ``mask[:, -pad:]``, which with ``pad == 0`` on one side selects everything and masks nothing there;
+    timm never masks. Every window keeps at least one real token because ``pad < ws``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int = 7,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__(dim, num_heads, attn_drop, proj_drop)
+        if window_size < 1:
+            raise ValueError(f"window_size must be >= 1, got {window_size}")
+        self.window_size = window_size
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+
+    @staticmethod
+    def key_padding_mask(hw: Size2D, ws: int, device: torch.device) -> Tensor | None:
+        """Boolean (1, nWh*nWw, 1, 1, ws*ws) mask, True where the key is a real token; None without padding."""
+        H, W = hw
+        pad_h, pad_w = -H % ws, -W % ws
+        if not (pad_h or pad_w):
+            return None
+        Hp, Wp = H + pad_h, W + pad_w
+        valid = torch.zeros(Hp, Wp, dtype=torch.bool, device=device)
+        valid[:H, :W] = True
+        # (Hp, Wp) -> (nWh, ws, nWw, ws) -> (nWh*nWw, ws*ws)
+        valid = valid.reshape(Hp // ws, ws, Wp // ws, ws).transpose(1, 2).reshape(-1, ws * ws)
+        return valid[None, :, None, None, :]
+
+    def forward(self, x: Tensor, hw: Size2D) -> Tensor:
+        B, N, C = x.shape
+        H, W = hw
+        ws = self.window_size
+        pad_h, pad_w = -H % ws, -W % ws
+        x = x.reshape(B, H, W, C)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        Hp, Wp = H + pad_h, W + pad_w
+        nh, nw = Hp // ws, Wp // ws
+        # (B, Hp, Wp, C) -> (B, nh, ws, nw, ws, C) -> (B, nh*nw, ws*ws, C)
+        x = x.reshape(B, nh, ws, nw, ws, C).transpose(2, 3).reshape(B, nh * nw, ws * ws, C)
+        # (B, nW, ws*ws, 3C) -> (3, B*nW, heads, ws*ws, head_dim)
+        qkv = self.qkv(x).reshape(B * nh * nw, ws * ws, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        mask = self.key_padding_mask(hw, ws, x.device)
+        if mask is not None:
+            # (1, nW, 1, 1, L) -> (B*nW, 1, 1, L): one row per window, broadcast over heads and queries
+            mask = mask.expand(B, -1, -1, -1, -1).reshape(B * nh * nw, 1, 1, ws * ws)
+        x = self._sdpa(qkv[0], qkv[1], qkv[2], mask)
+        # (B*nW, heads, ws*ws, hd) -> (B, nh, nw, ws, ws, C) -> (B, Hp, Wp, C)
+        x = x.transpose(1, 2).reshape(B, nh, nw, ws, ws, C).transpose(2, 3).reshape(B, Hp, Wp, C)
+        x = x[:, :H, :W].reshape(B, N, C)
+        return self.proj_drop(self.proj(x))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``.
+
+    Args:
+        attn: The token mixer; takes ``(x, hw)``.
+        norm_eps: LayerNorm eps (1e-6 in CPVT, PCPVT and SVT blocks).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        attn: nn.Module,
+        mlp_ratio: float = 4.0,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = attn
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+
+    def forward(self, x: Tensor, hw: Size2D) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), hw))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def init_weights_(module: nn.Module) -> None:
+    """The authors' initialisation: Linear trunc_normal(0.02); conv N(0, sqrt(2 / fan_out)); LN (1, 0).
+
+    ``fan_out = k_h * k_w * out_channels / groups``, so depthwise PEG kernels get the same scale as the
+    authors' ``PosCNN``.
+    """
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
+        nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def checkpoint_seq(fn: Callable[..., Tensor], *args) -> Tensor:
+    """Activation checkpointing that works with keyword-free module calls and non-tensor args."""
+    return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)

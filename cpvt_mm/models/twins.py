@@ -1,0 +1,271 @@
+"""Pyramid CPVT (Twins-PCPVT) and Twins-SVT backbones (Chu et al., arXiv 2104.13840).
+
+Four stages; each stage is a patch embedding, a stack of pre-norm transformer blocks, and a PEG after the
+first block. There is no position table anywhere, so any input size works. One definition serves
+classification (mmpretrain), detection (mmdet) and segmentation (mmseg): the backbone returns per-stage
+NCHW maps for ``out_indices``.
+
+Parameter names (public API, see ``docs/checkpoints.md``)::
+
+    stages.{s}.patch_embed.proj / .norm
+    stages.{s}.blocks.{j}.norm1 / .attn.{q,kv,proj,sr,norm} (GSA) or .attn.{qkv,proj} (LSA)
+    stages.{s}.blocks.{j}.norm2 / .mlp.fc1 / .mlp.fc2
+    stages.{s}.peg.proj
+    stages.{s}.norm                       (output LayerNorm, present where out_norms[s] is True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from ..registry import MODELS
+from .layers import (
+    PEG,
+    GlobalSubsampledAttention,
+    LocallyGroupedAttention,
+    PatchEmbed,
+    Size2D,
+    TransformerBlock,
+    checkpoint_seq,
+    init_weights_,
+)
+from .utils import check_image_batch, normalize_indices, resolve_arch
+
+__all__ = ["PCPVT", "SVT", "PyramidStage"]
+
+
+class PyramidStage(nn.Module):
+    """Patch embedding -> blocks (PEG after block 0) -> optional output norm.
+
+    The output norm is applied to the stage's *output* only; the un-normed tokens feed the next stage, as
+    in the authors' model (whose single final norm sits after the last stage).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        sr_ratio: int,
+        window_size: int | None,
+        patch_size: int,
+        drop_path: Sequence[float],
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        qkv_bias: bool = True,
+        peg_kernel_size: int = 3,
+        out_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        self.patch_embed = PatchEmbed(in_channels, dim, patch_size)
+        self.pos_drop = nn.Dropout(drop_rate)
+        blocks = []
+        for j in range(depth):
+            # SVT alternates locally-grouped (even blocks) and global sub-sampled attention (odd blocks).
+            if window_size is not None and j % 2 == 0:
+                attn: nn.Module = LocallyGroupedAttention(dim, num_heads, window_size, qkv_bias, attn_drop_rate, drop_rate)
+            else:
+                attn = GlobalSubsampledAttention(dim, num_heads, sr_ratio, qkv_bias, attn_drop_rate, drop_rate)
+            blocks.append(TransformerBlock(dim, attn, mlp_ratio, drop=drop_rate, drop_path=drop_path[j]))
+        self.blocks = nn.ModuleList(blocks)
+        self.peg = PEG(dim, peg_kernel_size)
+        self.norm = nn.LayerNorm(dim, eps=1e-6) if out_norm else nn.Identity()
+        self.with_cp = False
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Size2D]:
+        """(B, C_in, H, W) -> tokens (B, h*w, C) before the output norm, and (h, w)."""
+        x, hw = self.patch_embed(x)
+        x = self.pos_drop(x)
+        for j, blk in enumerate(self.blocks):
+            if self.with_cp and self.training and x.requires_grad:
+                x = checkpoint_seq(blk, x, hw)
+            else:
+                x = blk(x, hw)
+            if j == 0:
+                x = self.peg(x, hw)
+        return x, hw
+
+
+@MODELS.register_module()
+class PCPVT(BaseModule):
+    """Pyramid CPVT (Twins-PCPVT): global sub-sampled attention in every block, PEG after block 0 of each
+    stage.
+
+    Args:
+        arch: ``'small'``, ``'base'``, ``'large'`` or a dict with ``embed_dims``, ``depths``,
+            ``num_heads``, ``mlp_ratios``, ``sr_ratios`` (and ``window_sizes`` for SVT).
+        in_channels: Image channels.
+        patch_sizes: Patch-embedding stride of each stage (4, 2, 2, 2: total stride 32).
+        out_indices: Stages whose NCHW maps are returned (negative indices allowed).
+        out_norms: LayerNorm on each stage's output; ``None`` means only on the last stage (the authors'
+            final norm), a bool applies to all stages, or one bool per stage.
+        drop_rate, attn_drop_rate, drop_path_rate: Dropouts; stochastic depth grows linearly to the rate.
+        peg_kernel_size: PEG kernel (3 in the paper).
+        frozen_stages: Stages ``0 .. frozen_stages-1`` get no gradient and stay in eval mode (re-applied
+            by ``train()``); ``-1`` freezes nothing.
+        with_cp: Gradient checkpointing of every block (same outputs, less activation memory).
+        init_cfg: mmengine init config, e.g. ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+    """
+
+    arch_zoo: dict[str, dict[str, Any]] = {
+        "small": dict(embed_dims=[64, 128, 320, 512], depths=[3, 4, 6, 3], num_heads=[1, 2, 5, 8],
+                      mlp_ratios=[8, 8, 4, 4], sr_ratios=[8, 4, 2, 1]),
+        "base": dict(embed_dims=[64, 128, 320, 512], depths=[3, 4, 18, 3], num_heads=[1, 2, 5, 8],
+                     mlp_ratios=[8, 8, 4, 4], sr_ratios=[8, 4, 2, 1]),
+        "large": dict(embed_dims=[64, 128, 320, 512], depths=[3, 8, 27, 3], num_heads=[1, 2, 5, 8],
+                      mlp_ratios=[8, 8, 4, 4], sr_ratios=[8, 4, 2, 1]),
+    }  # fmt: skip
+    required_keys: tuple[str, ...] = ("embed_dims", "depths", "num_heads", "mlp_ratios", "sr_ratios")
+
+    def __init__(
+        self,
+        arch: str | Mapping[str, Any] = "small",
+        in_channels: int = 3,
+        patch_sizes: Sequence[int] = (4, 2, 2, 2),
+        out_indices: int | Sequence[int] = (0, 1, 2, 3),
+        out_norms: bool | Sequence[bool] | None = None,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        peg_kernel_size: int = 3,
+        frozen_stages: int = -1,
+        with_cp: bool = False,
+        init_cfg: dict | list[dict] | None = None,
+    ) -> None:
+        super().__init__(init_cfg=init_cfg)
+        name = type(self).__name__
+        self.arch = resolve_arch(arch, self.arch_zoo, self.required_keys, name)
+        dims, depths = list(self.arch["embed_dims"]), list(self.arch["depths"])
+        num_stages = len(depths)
+        per_stage = {k: list(self.arch[k]) for k in ("embed_dims", "depths", "num_heads", "mlp_ratios", "sr_ratios")}
+        window_sizes = self.arch.get("window_sizes")
+        if window_sizes is not None:
+            per_stage["window_sizes"] = list(window_sizes)
+        per_stage["patch_sizes"] = list(patch_sizes)
+        bad = {k: len(v) for k, v in per_stage.items() if len(v) != num_stages}
+        if bad:
+            raise ValueError(f"{name}: every per-stage setting needs {num_stages} entries, got lengths {bad}")
+        if out_norms is None:
+            out_norms = [s == num_stages - 1 for s in range(num_stages)]
+        elif isinstance(out_norms, bool):
+            out_norms = [out_norms] * num_stages
+        if len(out_norms) != num_stages:
+            raise ValueError(f"{name}: out_norms needs {num_stages} entries, got {len(out_norms)}")
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f"{name}: frozen_stages must be in [-1, {num_stages}], got {frozen_stages}")
+
+        self.in_channels = in_channels
+        self.embed_dims = dims
+        self.depths = depths
+        self.num_stages = num_stages
+        self.out_indices = normalize_indices(out_indices, num_stages, f"{name}.out_indices")
+        self.frozen_stages = frozen_stages
+        self.min_input_size = patch_sizes[0]
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        stages = []
+        for s in range(num_stages):
+            first = sum(depths[:s])
+            stages.append(
+                PyramidStage(
+                    in_channels=in_channels if s == 0 else dims[s - 1],
+                    dim=dims[s],
+                    depth=depths[s],
+                    num_heads=per_stage["num_heads"][s],
+                    mlp_ratio=per_stage["mlp_ratios"][s],
+                    sr_ratio=per_stage["sr_ratios"][s],
+                    window_size=None if window_sizes is None else window_sizes[s],
+                    patch_size=patch_sizes[s],
+                    drop_path=dpr[first : first + depths[s]],
+                    drop_rate=drop_rate,
+                    attn_drop_rate=attn_drop_rate,
+                    qkv_bias=qkv_bias,
+                    peg_kernel_size=peg_kernel_size,
+                    out_norm=bool(out_norms[s]),
+                )
+            )
+        self.stages = nn.ModuleList(stages)
+        self.apply(init_weights_)
+        self.set_grad_checkpointing(with_cp)
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """(B, C, H, W) -> tuple of NCHW maps for ``out_indices`` (stage s has stride 4 * 2**s)."""
+        check_image_batch(x, self.in_channels, self.min_input_size, type(self).__name__)
+        B = x.shape[0]
+        outs = []
+        last = self.out_indices[-1]
+        for s, stage in enumerate(self.stages[: last + 1]):
+            tokens, (h, w) = stage(x)
+            x = tokens.transpose(1, 2).reshape(B, -1, h, w)  # (B, N, C) -> (B, C, h, w)
+            if s in self.out_indices:
+                # (B, N, C) -> (B, C, h, w) after the stage's output norm
+                outs.append(stage.norm(tokens).transpose(1, 2).reshape(B, -1, h, w))
+        return tuple(outs)
+
+    # ------------------------------------------------------------------ training affordances
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint every block's activations (recomputed in backward)."""
+        self.with_cp = bool(enable)
+        for stage in self.stages:
+            stage.with_cp = self.with_cp
+
+    def _freeze_stages(self) -> None:
+        for stage in self.stages[: max(self.frozen_stages, 0)]:
+            stage.eval()
+            for p in stage.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True) -> PCPVT:
+        super().train(mode)
+        self._freeze_stages()  # keep frozen stages in eval mode (dropout / drop-path off)
+        return self
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names the authors train without weight decay (PEG, norms, biases)."""
+        return {n for n, p in self.named_parameters() if ".peg." in n or ".norm" in n or p.ndim == 1}
+
+    def get_layer_depth(self, param_name: str, prefix: str = "") -> tuple[int, int]:
+        """Layer id for layer-wise lr decay (mmpretrain's ``LearningRateDecayOptimWrapperConstructor``).
+
+        Blocks are numbered 1..sum(depths) in order; a stage's patch embedding and PEG share the id of its
+        first block; output norms count as the last layer. Returns ``(layer_id, num_layers)``.
+        """
+        num_layers = sum(self.depths) + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        parts = param_name[len(prefix) :].split(".")
+        if parts[0] != "stages" or len(parts) < 3:
+            return num_layers - 1, num_layers
+        s = int(parts[1])
+        first = sum(self.depths[:s]) + 1
+        if parts[2] == "blocks":
+            return first + int(parts[3]), num_layers
+        if parts[2] == "norm":
+            return num_layers - 1, num_layers
+        return first, num_layers  # patch_embed, peg
+
+
+@MODELS.register_module()
+class SVT(PCPVT):
+    """Twins-SVT: blocks alternate 7x7 locally-grouped attention (even) and global sub-sampled attention
+    (odd); PEG after block 0 of each stage. Same arguments as :class:`PCPVT`; arch dicts also carry
+    ``window_sizes``."""
+
+    arch_zoo = {
+        "small": dict(embed_dims=[64, 128, 256, 512], depths=[2, 2, 10, 4], num_heads=[2, 4, 8, 16],
+                      mlp_ratios=[4, 4, 4, 4], sr_ratios=[8, 4, 2, 1], window_sizes=[7, 7, 7, 7]),
+        "base": dict(embed_dims=[96, 192, 384, 768], depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24],
+                     mlp_ratios=[4, 4, 4, 4], sr_ratios=[8, 4, 2, 1], window_sizes=[7, 7, 7, 7]),
+        "large": dict(embed_dims=[128, 256, 512, 1024], depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
+                      mlp_ratios=[4, 4, 4, 4], sr_ratios=[8, 4, 2, 1], window_sizes=[7, 7, 7, 7]),
+    }  # fmt: skip
+    required_keys = PCPVT.required_keys + ("window_sizes",)

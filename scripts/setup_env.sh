@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# One idempotent setup for cpvt_mm: creates .venv/ in the repo root and installs the pinned
+# OpenMMLab stack, the test tools and cpvt_mm itself (editable).
+#
+#   bash scripts/setup_env.sh            # or: make setup
+#
+# Environment knobs:
+#   PYTHON=python3.11        interpreter used to create the venv
+#   PIP_FIND_LINKS=DIR       extra wheel folders (e.g. a prebuilt mmcv wheel); honoured by every pip call
+#   CPVT_FORCE_SETUP=1       reinstall even if the stamp says the venv is current
+#
+# Torch policy: if the interpreter already has torch (GPU hosts ship their CUDA build), the venv sees it
+# through --system-site-packages and it is never replaced; otherwise torch==2.13.0 is installed (on the
+# project's CPU machines that resolves to the local CPU wheel). A constraints file pins whatever torch
+# is present, so no later step can swap it for another build.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+VENV="$ROOT/.venv"
+TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+STAMP="$VENV/.cpvt_setup_stamp"
+
+step=""
+log() { printf '[setup] %s\n' "$*"; }
+begin() { step="$*"; log "$step ..."; }
+trap 'rc=$?; if [ $rc -ne 0 ]; then printf "[setup] FAILED during step: %s (exit %s)\n" "$step" "$rc" >&2; fi' EXIT
+
+begin "checking the interpreter"
+command -v "$PYTHON" >/dev/null || { echo "[setup] '$PYTHON' not found; install Python 3.11+ or set PYTHON=" >&2; exit 1; }
+"$PYTHON" - <<'PY'
+import sys
+if sys.version_info < (3, 10):
+    sys.exit(f"[setup] Python >= 3.10 is required, found {sys.version.split()[0]}")
+PY
+
+# Everything that decides what gets installed goes into the stamp; a matching stamp plus a working
+# import check means there is nothing to do (second runs take seconds).
+fingerprint="$(cat requirements/*.txt setup.py scripts/setup_env.sh | sha256sum | cut -d' ' -f1)"
+if [ -z "${CPVT_FORCE_SETUP:-}" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$fingerprint" ] \
+   && "$VENV/bin/python" -c "import cpvt_mm, mmcv.ops, mmdet, mmseg, mmpretrain" >/dev/null 2>&1; then
+  log "environment is current (.venv, stamp matches); nothing to do"
+  exit 0
+fi
+
+begin "creating the virtual environment in .venv"
+if "$PYTHON" -c "import torch" >/dev/null 2>&1; then
+  SYSTEM_TORCH=1
+  log "the interpreter already has torch $("$PYTHON" -c 'import torch; print(torch.__version__)'); the venv will reuse it"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv --system-site-packages "$VENV"
+else
+  SYSTEM_TORCH=0
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check)
+
+begin "installing build tools (pip, setuptools>=77.0.3,<82, wheel, ninja)"
+# setuptools 82 removed pkg_resources, which mmcv's setup.py and mmengine's config lookup import.
+"${PIP[@]}" install -q --upgrade "pip>=24" "setuptools>=77.0.3,<82" wheel ninja packaging "numpy>=1.24"
+
+begin "installing torch"
+if [ "$SYSTEM_TORCH" = 0 ]; then
+  if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+    "${PIP[@]}" install "torch==${TORCH_VERSION}"
+  fi
+fi
+installed_torch="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')"
+CONSTRAINTS="$VENV/constraints.txt"
+printf 'torch==%s\nsetuptools>=77.0.3,<82\nopencv-python-headless<5\n' "$installed_torch" > "$CONSTRAINTS"
+log "torch $("$PY" -c 'import torch; print(torch.__version__, "cuda" if torch.cuda.is_available() else "cpu")')"
+
+begin "installing torchvision matching torch"
+if ! "$PY" -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torchvision') is None)"; then
+  # The index's torchvision for torch 2.13 is a CUDA build; --no-deps keeps it from replacing the
+  # CPU torch. cpvt_mm.compat makes it importable on CPU-only torch.
+  tv_version="$("$PY" - <<'PY'
+import torch
+major, minor = (int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
+print(f"0.{minor + 15}.0")  # torch 2.N pairs with torchvision 0.(N+15)
+PY
+)"
+  "${PIP[@]}" install --no-deps "torchvision==${tv_version}" "pillow>=9"
+fi
+
+begin "installing mmcv 2.1.0 with compiled ops (builds from source when no wheel fits: ~10-15 min on 2 cores)"
+if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" >/dev/null 2>&1; then
+  "${PIP[@]}" install -q -r requirements/runtime-deps.txt -c "$CONSTRAINTS"
+  "${PIP[@]}" install -q --no-deps "mmengine==0.10.7"
+  # --no-deps: a prebuilt mmcv wheel records whichever OpenCV its build machine had (often
+  # opencv-python); its real dependencies are already in runtime-deps.txt.
+  MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+    "${PIP[@]}" install --no-build-isolation --no-deps -r requirements/mminstall.txt
+  "$PY" -c "import mmcv.ops" || { echo "[setup] mmcv installed but mmcv.ops does not import (built without ops?)" >&2; exit 1; }
+fi
+
+begin "installing the OpenMMLab stack, test tools and optional tools"
+# The mm packages go in with --no-deps (see requirements/runtime.txt); their dependencies come from
+# runtime-deps.txt, so exactly one OpenCV (headless 4.x) is installed.
+"${PIP[@]}" install -q -r requirements/runtime-deps.txt -r requirements/tests.txt -r requirements/optional.txt \
+  -c "$CONSTRAINTS"
+"${PIP[@]}" install -q --no-deps -r requirements/runtime.txt
+if "$PY" -m pip show opencv-python >/dev/null 2>&1; then
+  # Two OpenCV distributions share cv2/; removing one breaks the other, so reinstall the headless one.
+  log "removing opencv-python (5.x) pulled in by another package; keeping opencv-python-headless 4.x"
+  "${PIP[@]}" uninstall -y -q opencv-python
+  "${PIP[@]}" install -q --force-reinstall --no-deps "$("$PY" -m pip show opencv-python-headless | awk '/^Version/{print "opencv-python-headless=="$2}')"
+fi
+
+begin "installing cpvt_mm (editable)"
+"${PIP[@]}" install -q --no-deps --no-build-isolation -e .
+
+begin "checking the installation"
+"$PY" - <<'PY'
+import cv2, mmcv, mmdet, mmengine, mmpretrain, mmseg, torch
+import cpvt_mm  # applies the compatibility layer
+import mmcv.ops, mmdet.models, mmseg.models, mmpretrain.models  # noqa: F401
+assert cv2.__version__.startswith("4."), f"OpenCV 4.x expected, found {cv2.__version__}"
+print(f"[setup] torch {torch.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__}, "
+      f"mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}, "
+      f"cpvt_mm {cpvt_mm.__version__}, opencv {cv2.__version__}")
+PY
+echo "$fingerprint" > "$STAMP"
+log "done. Activate with: source .venv/bin/activate"
