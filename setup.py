@@ -23,6 +23,11 @@ def read_version() -> str:
     return scope["__version__"]
 
 
+def read_text(name: str) -> str:
+    with open(osp.join(ROOT, name), encoding="utf-8") as f:
+        return f.read()
+
+
 def read_requirements(name: str) -> list[str]:
     reqs = []
     with open(osp.join(ROOT, "requirements", name), encoding="utf-8") as f:
@@ -66,7 +71,7 @@ if __name__ == "__main__":
         name="cpvt_mm",
         version=read_version(),
         description="Conditional positional encodings (CPVT, Twins-PCPVT, Twins-SVT) for OpenMMLab 2.x",
-        long_description=open(osp.join(ROOT, "README.md"), encoding="utf-8").read(),
+        long_description=read_text("README.md"),
         long_description_content_type="text/markdown",
         license="Apache-2.0",
         python_requires=">=3.10",

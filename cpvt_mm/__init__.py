@@ -4,8 +4,10 @@ Importing the package applies the compatibility layer (:mod:`cpvt_mm.compat`) an
 (``cpvt_mm.CPVT``, ``cpvt_mm.PCPVT``, ``cpvt_mm.SVT``) in cpvt_mm's own registry scope.
 """
 
-from . import compat  # noqa: F401  (first: must run before mmpretrain / timm import torchvision)
-from . import models  # noqa: F401  (registers the models)
+from . import (
+    compat,  # noqa: F401  (first: must run before mmpretrain / timm import torchvision)
+    models,  # noqa: F401  (registers the models)
+)
 from .registry import MODELS
 from .version import __version__
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["UnsafeCheckpointError", "apply", "safe_checkpoint_globals", "load_checkpoint_file"]
+__all__ = ["UnsafeCheckpointError", "apply", "load_checkpoint_file", "safe_checkpoint_globals"]
 
 _APPLIED = False
 _TORCHVISION_LIB: Any = None  # keeps the torch.library registration alive
@@ -74,7 +74,7 @@ def _torchvision_ops_load() -> bool | None:
     spec = importlib.util.find_spec("torchvision")
     if spec is None or not spec.submodule_search_locations:
         return None
-    libs = glob.glob(osp.join(list(spec.submodule_search_locations)[0], "_C*.so"))
+    libs = glob.glob(osp.join(next(iter(spec.submodule_search_locations)), "_C*.so"))
     if not libs:
         return False
     try:
@@ -93,7 +93,7 @@ def patch_torchvision() -> bool:
         return False
     if _torchvision_ops_load() in (None, True):
         return False
-    lib = torch.library.Library("torchvision", "DEF")  # noqa: TOR901
+    lib = torch.library.Library("torchvision", "DEF")
     lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     lib.impl("nms", _nms_reference, "CPU")
@@ -119,6 +119,7 @@ def safe_checkpoint_globals() -> list[Any]:
     core = np._core if hasattr(np, "_core") else np.core  # numpy 2 renamed core -> _core
     allowed: list[Any] = [
         HistoryBuffer,
+        (_history_buffer_getattr, "builtins.getattr"),
         core.multiarray._reconstruct,
         core.multiarray.scalar,
         np.ndarray,
@@ -131,16 +132,33 @@ def safe_checkpoint_globals() -> list[Any]:
     return allowed
 
 
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """Stand-in for ``builtins.getattr`` inside checkpoints, limited to ``HistoryBuffer``'s statistics.
+
+    mmengine pickles the message hub's ``HistoryBuffer`` with its statistics methods, which pickle as
+    ``getattr(HistoryBuffer, 'min')``. Allow-listing the real ``getattr`` would let a checkpoint reach any
+    attribute of any allowed object (``__globals__`` and from there ``os``), so only these lookups resolve.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    if obj is HistoryBuffer and name in ({"min", "max", "mean", "current"} | set(HistoryBuffer._statistics_methods)):
+        return getattr(obj, name)
+    raise UnsafeCheckpointError(
+        f"checkpoint asks for getattr({obj!r}, {name!r}); only HistoryBuffer statistics are allowed"
+    )
+
+
 def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
     """``torch.load`` with ``weights_only=True`` that explains a refusal instead of suggesting unsafe loads."""
     try:
         return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        detail = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else "unknown")
+        # torch wraps the unpickler's reason in advice to retry with weights_only=False; keep the reason only.
+        text = str(e)
+        reason = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0].strip()
         raise UnsafeCheckpointError(
             f"Refusing to load checkpoint {filename!r}: it contains pickled objects that are not on cpvt_mm's "
-            f"allow-list of checkpoint contents ({detail}). Loading it could execute arbitrary code, so "
+            f"allow-list of checkpoint contents ({reason}). Loading it could execute arbitrary code, so "
             "nothing was loaded. Only load checkpoints written by mmengine/torch (tensors, dicts, numpy "
             "arrays, mmengine HistoryBuffer); convert foreign checkpoints to a plain state dict first."
         ) from None

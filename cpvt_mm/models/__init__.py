@@ -4,4 +4,4 @@ from .cpvt import CPVT
 from .layers import PEG, set_fused_attn, use_fused_attn
 from .twins import PCPVT, SVT
 
-__all__ = ["CPVT", "PCPVT", "SVT", "PEG", "set_fused_attn", "use_fused_attn"]
+__all__ = ["CPVT", "PCPVT", "PEG", "SVT", "set_fused_attn", "use_fused_attn"]

@@ -176,7 +176,9 @@ class CPVT(BaseModule):
     def no_weight_decay(self) -> set[str]:
         """PEG, norms, biases and the class token train without weight decay (authors' recipe)."""
         return {
-            n for n, p in self.named_parameters() if n.startswith("pegs.") or "norm" in n or p.ndim == 1 or n == "cls_token"
+            n
+            for n, p in self.named_parameters()
+            if n.startswith("pegs.") or "norm" in n or p.ndim == 1 or n == "cls_token"
         }
 
     def get_layer_depth(self, param_name: str, prefix: str = "") -> tuple[int, int]:

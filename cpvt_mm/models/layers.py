@@ -21,16 +21,16 @@ Size2D = tuple[int, int]
 
 __all__ = [
     "PEG",
-    "PatchEmbed",
-    "Mlp",
-    "DropPath",
     "Attention",
+    "DropPath",
     "GlobalSubsampledAttention",
     "LocallyGroupedAttention",
+    "Mlp",
+    "PatchEmbed",
     "TransformerBlock",
-    "use_fused_attn",
-    "set_fused_attn",
     "init_weights_",
+    "set_fused_attn",
+    "use_fused_attn",
 ]
 
 

@@ -70,7 +70,9 @@ class PyramidStage(nn.Module):
         for j in range(depth):
             # SVT alternates locally-grouped (even blocks) and global sub-sampled attention (odd blocks).
             if window_size is not None and j % 2 == 0:
-                attn: nn.Module = LocallyGroupedAttention(dim, num_heads, window_size, qkv_bias, attn_drop_rate, drop_rate)
+                attn: nn.Module = LocallyGroupedAttention(
+                    dim, num_heads, window_size, qkv_bias, attn_drop_rate, drop_rate
+                )
             else:
                 attn = GlobalSubsampledAttention(dim, num_heads, sr_ratio, qkv_bias, attn_drop_rate, drop_rate)
             blocks.append(TransformerBlock(dim, attn, mlp_ratio, drop=drop_rate, drop_path=drop_path[j]))
@@ -268,4 +270,4 @@ class SVT(PCPVT):
         "large": dict(embed_dims=[128, 256, 512, 1024], depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
                       mlp_ratios=[4, 4, 4, 4], sr_ratios=[8, 4, 2, 1], window_sizes=[7, 7, 7, 7]),
     }  # fmt: skip
-    required_keys = PCPVT.required_keys + ("window_sizes",)
+    required_keys = (*PCPVT.required_keys, "window_sizes")

@@ -8,7 +8,9 @@ from typing import Any
 from torch import Tensor
 
 
-def resolve_arch(arch: str | Mapping[str, Any], zoo: Mapping[str, Mapping[str, Any]], required: Sequence[str], name: str) -> dict:
+def resolve_arch(
+    arch: str | Mapping[str, Any], zoo: Mapping[str, Mapping[str, Any]], required: Sequence[str], name: str
+) -> dict:
     """Return a copy of the named arch from ``zoo``, or validate a custom dict.
 
     Custom dicts must carry every key in ``required``; the error names the missing ones so a typo in a

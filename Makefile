@@ -1,0 +1,27 @@
+# cpvt_mm developer commands. `make test` sets everything up on first use.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.cpvt_setup_stamp
+
+.PHONY: setup test test-fast lint format demo clean
+
+$(STAMP): scripts/setup_env.sh setup.py $(wildcard requirements/*.txt)
+	bash scripts/setup_env.sh
+
+setup: ## create .venv and install the pinned stack + cpvt_mm (idempotent)
+	bash scripts/setup_env.sh
+
+test: $(STAMP) ## the full test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP) ## skip the slow end-to-end tests
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf work_dirs .pytest_cache .ruff_cache

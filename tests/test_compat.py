@@ -1,0 +1,198 @@
+"""Each compatibility fix in cpvt_mm.compat, shown to be needed (without it) and to work (with it)."""
+
+import copy
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_python
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+from toy import ToyClassifier, ToyImages
+
+from cpvt_mm.compat import UnsafeCheckpointError, _nms_reference, load_checkpoint_file
+
+CPU_ONLY_TORCH = not (torch.version.cuda or getattr(torch.version, "hip", None))
+
+
+# --------------------------------------------------------------------------- torchvision
+@pytest.mark.skipif(not CPU_ONLY_TORCH, reason="torchvision imports natively with a GPU torch")
+def test_torchvision_needs_the_shim_on_cpu_only_torch():
+    without = run_python("import torchvision")
+    if without.returncode == 0:
+        pytest.skip("this torchvision imports natively; the shim is a no-op here")
+    assert "torchvision::nms does not exist" in without.stderr
+
+
+def test_torchvision_and_its_dependents_import_with_cpvt_mm():
+    res = run_python(
+        "import cpvt_mm, torch, torchvision, timm, mmpretrain.models\n"
+        "b = torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30.]])\n"
+        "print(torchvision.ops.nms(b, torch.tensor([.9, .8, .7]), .5).tolist())\n"
+        "print(torchvision.ops.batched_nms(b, torch.tensor([.9, .8, .7]), torch.tensor([0, 1, 0]), .5).tolist())"
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ["[0,", "2]", "[0,", "1,", "2]"]
+
+
+def test_nms_fallback_matches_mmcv():
+    from mmcv.ops import nms as mmcv_nms
+
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(300, 2, generator=g) * 100
+    boxes = torch.cat([xy, xy + torch.rand(300, 2, generator=g) * 30 + 1], dim=1)
+    scores = torch.rand(300, generator=g)
+    for thr in (0.3, 0.5, 0.7):
+        _, keep_mmcv = mmcv_nms(boxes, scores, thr)
+        assert torch.equal(_nms_reference(boxes, scores, thr), keep_mmcv)
+    assert _nms_reference(torch.zeros(0, 4), torch.zeros(0), 0.5).numel() == 0
+
+
+# --------------------------------------------------------------------------- numpy 2
+def test_numpy_in1d_available_for_mmpretrain_metrics():
+    assert np.in1d(np.array([1, 2, 3]), np.array([2])).tolist() == [False, True, False]
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _runner(work_dir, max_epochs, resume=False, hooks=None):
+    torch.manual_seed(0)  # same initial weights for every runner
+    return Runner(
+        model=ToyClassifier(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=ToyImages(),
+            sampler=dict(type="DefaultSampler", shuffle=True),
+            batch_size=4,
+            num_workers=0,
+            collate_fn=dict(type="default_collate"),
+        ),
+        optim_wrapper=dict(optimizer=dict(type="AdamW", lr=1e-3, weight_decay=0.05)),
+        param_scheduler=dict(type="CosineAnnealingLR", T_max=2, by_epoch=True),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1), logger=dict(type="LoggerHook", interval=1)),
+        custom_hooks=hooks,
+        randomness=dict(seed=0),
+        resume=resume,
+        default_scope="mmengine",
+        experiment_name=f"exp_{max_epochs}_{resume}",
+    )
+
+
+class _CaptureOptimizerState(Hook):
+    """Records the optimizer state and epoch right after resume (``before_train`` runs after loading)."""
+
+    def __init__(self):
+        self.state = None
+        self.epoch = None
+
+    def before_train(self, runner):
+        self.state = copy.deepcopy(runner.optim_wrapper.optimizer.state_dict())
+        self.epoch = runner.epoch
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _KillAfterFirstEpoch(Hook):
+    """Simulates a job killed after epoch 1's checkpoint was written (CheckpointHook runs before it)."""
+
+    def after_train_epoch(self, runner):
+        raise _Interrupted
+
+
+@pytest.mark.slow
+def test_runner_resume_continues_exactly(tmp_path):
+    straight = _runner(tmp_path / "straight", max_epochs=2)
+    straight.train()
+
+    first = _runner(tmp_path / "resumed", max_epochs=2)
+    first.register_hook(_KillAfterFirstEpoch(), priority="LOWEST")
+    with pytest.raises(_Interrupted):
+        first.train()
+    saved = load_checkpoint_file(str(tmp_path / "resumed" / "epoch_1.pth"))
+    assert "message_hub" in saved and "optimizer" in saved
+
+    capture = _CaptureOptimizerState()
+    second = _runner(tmp_path / "resumed", max_epochs=2, resume=True)
+    second.register_hook(capture, priority="VERY_LOW")
+    second.train()
+
+    assert capture.epoch == 1
+    for pid, st in saved["optimizer"]["state"].items():
+        for k, v in st.items():
+            assert torch.equal(capture.state["state"][pid][k], v), (pid, k)
+    assert second.epoch == 2
+    a = straight.model.state_dict()
+    b = second.model.state_dict()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
+
+
+@pytest.mark.slow
+def test_runner_checkpoint_fails_to_load_without_compat(tmp_path):
+    _runner(tmp_path, max_epochs=1).train()
+    ckpt = tmp_path / "epoch_1.pth"
+    res = run_python(f"import torch; torch.load({str(ckpt)!r})")
+    assert res.returncode != 0 and "HistoryBuffer" in res.stderr
+    # with cpvt_mm's allow-list the same file loads, through mmengine's own loader
+    res = run_python(
+        f"import cpvt_mm\nfrom mmengine.runner import CheckpointLoader\n"
+        f"ck = CheckpointLoader.load_checkpoint({str(ckpt)!r}, map_location='cpu')\nprint(sorted(ck))"
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "message_hub" in res.stdout
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _ReachesGlobals:
+    """``getattr(HistoryBuffer, '__init__')`` is the first step towards ``__globals__`` and ``os``."""
+
+    def __reduce__(self):
+        from mmengine.logging.history_buffer import HistoryBuffer
+
+        return (getattr, (HistoryBuffer, "__init__"))
+
+
+class _Evals:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (eval, (f"__import__('os').system('touch {self.marker}')",))
+
+
+@pytest.mark.parametrize("payload", [_RunsCode, _Evals, _ReachesGlobals])
+def test_malicious_checkpoint_is_refused_without_running(tmp_path, payload):
+    marker = tmp_path / "pwned"
+    evil = payload() if payload is _ReachesGlobals else payload(marker)
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "meta": {"x": evil}}, path)
+
+    with pytest.raises(UnsafeCheckpointError, match="Refusing to load checkpoint"):
+        load_checkpoint_file(str(path))
+    # mmengine's own entry points go through the same loader
+    from mmengine.runner import load_checkpoint
+
+    with pytest.raises(pickle.UnpicklingError, match="allow-list"):
+        load_checkpoint(torch.nn.Linear(1, 1), str(path))
+    assert not marker.exists()
+
+
+def test_refused_checkpoint_also_refused_by_runner_resume(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "epoch_1.pth"
+    torch.save({"meta": {"epoch": 1}, "state_dict": {}, "x": _RunsCode(marker)}, path)
+    runner = _runner(tmp_path / "w", max_epochs=2)
+    with pytest.raises(UnsafeCheckpointError):
+        runner.load_checkpoint(str(path))
+    assert not marker.exists()

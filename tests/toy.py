@@ -1,0 +1,52 @@
+"""Tiny models and generated data shared by the tests (kept small so the suite runs in minutes on CPU)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch.utils.data import Dataset
+
+import cpvt_mm  # noqa: F401
+
+TINY_PCPVT = dict(embed_dims=[16, 32, 48, 64], depths=[1, 2, 2, 1], num_heads=[1, 2, 2, 4],
+                  mlp_ratios=[2, 2, 2, 2], sr_ratios=[4, 2, 2, 1])  # fmt: skip
+TINY_SVT = dict(TINY_PCPVT, window_sizes=[4, 4, 4, 4])
+TINY_CPVT = dict(embed_dims=32, depth=4, num_heads=2, mlp_ratio=2.0)
+
+
+class ToyImages(Dataset):
+    """A few generated 32x32 images whose class is which quadrant is bright (learnable in a few steps)."""
+
+    def __init__(self, n: int = 16, size: int = 32, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.labels = torch.randint(0, 4, (n,), generator=g)
+        self.images = torch.rand(n, 3, size, size, generator=g) * 0.2
+        h = size // 2
+        for i, c in enumerate(self.labels.tolist()):
+            r, q = divmod(c, 2)
+            self.images[i, :, r * h : (r + 1) * h, q * h : (q + 1) * h] += 0.8
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        return dict(inputs=self.images[i], labels=self.labels[i])
+
+
+class ToyClassifier(BaseModel):
+    """cpvt_mm PCPVT (tiny widths) + linear head, in MMEngine's BaseModel protocol."""
+
+    def __init__(self, num_classes: int = 4) -> None:
+        super().__init__()
+        self.backbone = cpvt_mm.MODELS.build(dict(type="cpvt_mm.PCPVT", arch=TINY_PCPVT, out_indices=(3,)))
+        self.head = torch.nn.Linear(TINY_PCPVT["embed_dims"][-1], num_classes)
+
+    def forward(self, inputs, labels=None, mode: str = "tensor"):
+        if isinstance(inputs, list):
+            inputs = torch.stack(inputs)
+        logits = self.head(self.backbone(inputs)[-1].mean(dim=(2, 3)))
+        if mode == "loss":
+            labels = torch.stack(labels) if isinstance(labels, list) else labels
+            return dict(loss=F.cross_entropy(logits, labels))
+        return logits
