@@ -71,7 +71,9 @@ def _runner(work_dir, max_epochs, resume=False, hooks=None):
         optim_wrapper=dict(optimizer=dict(type="AdamW", lr=1e-3, weight_decay=0.05)),
         param_scheduler=dict(type="CosineAnnealingLR", T_max=2, by_epoch=True),
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
-        default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1), logger=dict(type="LoggerHook", interval=1)),
+        default_hooks=dict(
+            checkpoint=dict(type="CheckpointHook", interval=1), logger=dict(type="LoggerHook", interval=1)
+        ),
         custom_hooks=hooks,
         randomness=dict(seed=0),
         resume=resume,

@@ -1,0 +1,323 @@
+"""Behaviour of the PEG, the attentions and the three backbones (tiny widths, CPU)."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT
+
+import cpvt_mm
+from cpvt_mm.models import CPVT, PCPVT, PEG, SVT, set_fused_attn
+from cpvt_mm.models.layers import Attention, GlobalSubsampledAttention, LocallyGroupedAttention
+
+SIZES = [(224, 224), (225, 225), (333, 517), (511, 683), (800, 1216), (64, 1024)]
+
+
+def _pyramid(cls, **kw):
+    return cls(arch=TINY_SVT if cls is SVT else TINY_PCPVT, **kw).eval()
+
+
+# --------------------------------------------------------------------------- PEG
+def test_peg_is_residual_depthwise_conv_with_zero_padding():
+    peg = PEG(8)
+    assert peg.proj.groups == 8 and peg.proj.padding == (1, 1) and peg.proj.bias is not None
+    x = torch.randn(2, 5 * 7, 8)
+    feat = x.transpose(1, 2).reshape(2, 8, 5, 7)
+    expected = (F.conv2d(feat, peg.proj.weight, peg.proj.bias, padding=1, groups=8) + feat).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(peg(x, (5, 7)), expected)
+
+
+def test_peg_leaves_class_token_untouched_and_rejects_wrong_grid():
+    peg = PEG(8, num_prefix_tokens=1)
+    x = torch.randn(2, 1 + 12, 8)
+    out = peg(x, (3, 4))
+    assert torch.equal(out[:, 0], x[:, 0])
+    with pytest.raises(ValueError, match="13 tokens|12 tokens"):
+        peg(x, (4, 4))
+    with pytest.raises(ValueError, match="odd"):
+        PEG(8, kernel_size=4)
+
+
+def test_peg_encodes_absolute_position_at_borders():
+    """Identical tokens leave the PEG different at corners than in the interior (zero padding)."""
+    peg = PEG(4)
+    out = peg(torch.ones(1, 36, 4), (6, 6)).reshape(6, 6, 4)
+    assert not torch.allclose(out[0, 0], out[3, 3])
+    torch.testing.assert_close(out[2, 2], out[3, 3])
+
+
+# --------------------------------------------------------------------------- shapes, any size
+@pytest.mark.parametrize("cls", [PCPVT, SVT])
+@pytest.mark.parametrize("hw", SIZES)
+def test_pyramid_shapes_any_size(cls, hw):
+    model = _pyramid(cls)
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, *hw))
+    h, w = hw
+    for s, (out, c) in enumerate(zip(outs, TINY_PCPVT["embed_dims"])):
+        # ceil at every stride: sides that are not multiples are padded, never cropped
+        h, w = math.ceil(h / (4 if s == 0 else 2)), math.ceil(w / (4 if s == 0 else 2))
+        assert out.shape == (1, c, h, w)
+        assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("hw", SIZES)
+@pytest.mark.parametrize("with_cls_token", [True, False])
+def test_cpvt_shapes_any_size(hw, with_cls_token):
+    model = CPVT(arch=TINY_CPVT, with_cls_token=with_cls_token).eval()
+    dense = CPVT(arch=TINY_CPVT, with_cls_token=with_cls_token, out_type="featmap", out_indices=(1, 3)).eval()
+    x = torch.randn(1, 3, *hw)
+    with torch.no_grad():
+        (cls_out,) = model(x)
+        feats = dense(x)
+    assert cls_out.shape == (1, 32) and torch.isfinite(cls_out).all()
+    grid = (math.ceil(hw[0] / 16), math.ceil(hw[1] / 16))
+    assert [f.shape for f in feats] == [(1, 32, *grid)] * 2
+
+
+def test_padding_never_drops_pixels():
+    """A change in the last row of a 225x225 image (not a multiple of the stride) reaches the output."""
+    model = _pyramid(PCPVT)
+    x = torch.randn(1, 3, 225, 225)
+    y = x.clone()
+    y[:, :, -1, :] += 1.0
+    with torch.no_grad():
+        assert not torch.allclose(model(x)[0][..., -1, :], model(y)[0][..., -1, :])
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("cls", [PCPVT, SVT, CPVT])
+def test_bad_input_raises_value_error_naming_expected_shape(cls):
+    model = cls(arch=TINY_CPVT if cls is CPVT else (TINY_SVT if cls is SVT else TINY_PCPVT))
+    min_size = 16 if cls is CPVT else 4
+    cases = [
+        torch.randn(1, 1, 64, 64),  # wrong channel count
+        torch.randn(3, 64, 64),  # not 4-D
+        torch.randn(1, 3, min_size - 1, 64),  # smaller than one patch
+        torch.zeros(1, 3, 64, 64, dtype=torch.uint8),  # integer dtype
+    ]
+    for x in cases:
+        with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+            model(x)
+
+
+def test_bad_arch_and_indices():
+    with pytest.raises(ValueError, match="missing keys"):
+        PCPVT(arch=dict(embed_dims=[8, 8, 8, 8]))
+    with pytest.raises(ValueError, match="unknown arch"):
+        SVT(arch="huge")
+    with pytest.raises(ValueError, match="out of range"):
+        PCPVT(arch=TINY_PCPVT, out_indices=(4,))
+    assert PCPVT(arch=TINY_PCPVT, out_indices=(-1, -2)).out_indices == (2, 3)
+
+
+# --------------------------------------------------------------------------- attentions
+def _brute_force_lsa(attn: LocallyGroupedAttention, x, hw):
+    """Per window, attention over the window's *real* tokens only (no padding involved at all)."""
+    B, N, C = x.shape
+    H, W = hw
+    ws, nh, hd = attn.window_size, attn.num_heads, attn.head_dim
+    grid = x.reshape(B, H, W, C)
+    out = torch.zeros_like(grid)
+    for i in range(0, H, ws):
+        for j in range(0, W, ws):
+            win = grid[:, i : i + ws, j : j + ws]
+            h, w = win.shape[1:3]
+            t = win.reshape(B, h * w, C)
+            q, k, v = attn.qkv(t).reshape(B, h * w, 3, nh, hd).permute(2, 0, 3, 1, 4)
+            a = ((q @ k.transpose(-2, -1)) * hd**-0.5).softmax(-1) @ v
+            out[:, i : i + ws, j : j + ws] = a.transpose(1, 2).reshape(B, h, w, C)
+    return attn.proj(out.reshape(B, N, C))
+
+
+@pytest.mark.parametrize("hw", [(14, 14), (14, 17), (17, 14), (16, 19), (3, 5)])
+@pytest.mark.parametrize("fused", [True, False])
+def test_locally_grouped_attention_masks_padding_on_any_side(hw, fused):
+    """Including the one-side-padded maps where the peers' ``mask[:, -0:]`` masks nothing."""
+    attn = LocallyGroupedAttention(16, 2, window_size=7).eval()
+    attn.fused_attn = fused
+    x = torch.randn(2, hw[0] * hw[1], 16)
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x, hw), _brute_force_lsa(attn, x, hw), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "attn,hw",
+    [
+        (Attention(16, 2), (5, 6)),
+        (GlobalSubsampledAttention(16, 2, sr_ratio=1), (5, 6)),
+        (GlobalSubsampledAttention(16, 2, sr_ratio=4), (9, 13)),
+        (LocallyGroupedAttention(16, 2, window_size=4), (9, 13)),
+        (LocallyGroupedAttention(16, 2, window_size=4), (8, 8)),
+    ],
+)
+def test_fused_and_reference_attention_agree(attn, hw):
+    attn.eval()
+    x = torch.randn(2, hw[0] * hw[1], 16, requires_grad=True)
+    attn.fused_attn = True
+    y1 = attn(x, hw)
+    (g1,) = torch.autograd.grad(y1.square().sum(), x)
+    attn.fused_attn = False
+    y2 = attn(x, hw)
+    (g2,) = torch.autograd.grad(y2.square().sum(), x)
+    torch.testing.assert_close(y1, y2, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(g1, g2, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cls", [PCPVT, SVT, CPVT])
+def test_set_fused_attn_switches_whole_model(cls):
+    model = cls(arch=TINY_CPVT if cls is CPVT else (TINY_SVT if cls is SVT else TINY_PCPVT)).eval()
+    x = torch.randn(1, 3, 100, 75)
+    with torch.no_grad():
+        a = model(x)
+        set_fused_attn(model, False)
+        b = model(x)
+    for u, v in zip(a, b):
+        torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- training affordances
+@pytest.mark.parametrize("cls", [PCPVT, SVT, CPVT])
+def test_every_parameter_gets_a_gradient(cls):
+    if cls is CPVT:
+        model = CPVT(arch=TINY_CPVT, peg_positions=(0, 1, 2))
+    else:
+        model = cls(arch=TINY_SVT if cls is SVT else TINY_PCPVT, out_norms=True)
+    outs = model.train()(torch.randn(2, 3, 61, 47))
+    sum((o * torch.randn_like(o)).sum() for o in outs).backward()  # a plain mean of a LayerNorm output has no grad
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+@pytest.mark.parametrize("cls", [PCPVT, SVT, CPVT])
+def test_grad_checkpointing_gives_same_outputs_and_grads(cls):
+    arch = TINY_CPVT if cls is CPVT else (TINY_SVT if cls is SVT else TINY_PCPVT)
+    model = cls(arch=arch).train()
+    x = torch.randn(2, 3, 64, 80)
+    results = []
+    for with_cp in (False, True):
+        model.zero_grad()
+        model.set_grad_checkpointing(with_cp)
+        out = model(x)
+        sum(o.square().mean() for o in out).backward()
+        results.append(([o.detach() for o in out], {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (o1, g1), (o2, g2) = results
+    for a, b in zip(o1, o2):
+        torch.testing.assert_close(a, b)
+    for n in g1:
+        torch.testing.assert_close(g1[n], g2[n], atol=1e-6, rtol=1e-5, msg=n)
+
+
+def test_with_cp_constructor_flag():
+    assert all(s.with_cp for s in PCPVT(arch=TINY_PCPVT, with_cp=True).stages)
+    assert CPVT(arch=TINY_CPVT, with_cp=True).with_cp
+
+
+@pytest.mark.parametrize("cls", [PCPVT, SVT])
+def test_frozen_stages_stay_frozen_after_train(cls):
+    model = cls(arch=TINY_SVT if cls is SVT else TINY_PCPVT, frozen_stages=2, drop_path_rate=0.5)
+    model.train()
+    for s, stage in enumerate(model.stages):
+        frozen = s < 2
+        assert all(p.requires_grad != frozen for p in stage.parameters())
+        assert all(m.training != frozen for m in stage.modules())
+
+
+def test_cpvt_frozen_stages():
+    model = CPVT(arch=TINY_CPVT, frozen_stages=2, peg_positions=(0, 3)).train()
+    assert not model.cls_token.requires_grad and not model.patch_embed.proj.weight.requires_grad
+    assert not model.pegs["0"].proj.weight.requires_grad and model.pegs["3"].proj.weight.requires_grad
+    assert not model.blocks[1].training and model.blocks[2].training
+
+
+def test_drop_path_is_linear_in_depth():
+    model = PCPVT(arch=TINY_PCPVT, drop_path_rate=0.3)
+    rates = [getattr(b.drop_path, "drop_prob", 0.0) for s in model.stages for b in s.blocks]
+    torch.testing.assert_close(torch.tensor(rates), torch.linspace(0, 0.3, len(rates)))
+
+
+def test_layer_depth_orders_blocks():
+    model = PCPVT(arch=TINY_PCPVT)
+    # in execution order (the PEG runs right after block 0 and shares its id)
+    depths = [
+        model.get_layer_depth(n, "backbone.")[0]
+        for n, _ in model.named_parameters(prefix="backbone")
+        if ".peg." not in n
+    ]
+    ids = {n: model.get_layer_depth(n, "backbone.") for n, _ in model.named_parameters(prefix="backbone")}
+    num = sum(TINY_PCPVT["depths"]) + 2
+    assert all(m == num for _, m in ids.values())
+    assert ids["backbone.stages.0.patch_embed.proj.weight"][0] == 1
+    assert ids["backbone.stages.1.blocks.0.attn.q.weight"][0] == 1 + TINY_PCPVT["depths"][0]
+    assert ids["backbone.stages.3.norm.weight"][0] == num - 1
+    assert depths == sorted(depths)
+    assert ids["backbone.stages.2.peg.proj.weight"] == ids["backbone.stages.2.blocks.0.norm1.weight"]
+    cpvt = CPVT(arch=TINY_CPVT)
+    assert cpvt.get_layer_depth("cls_token")[0] == 0 and cpvt.get_layer_depth("blocks.3.mlp.fc1.weight")[0] == 4
+
+
+def test_paramwise_cfg_excludes_peg_and_norms_from_weight_decay():
+    """The key the configs use (``peg``) matches our parameter names; mmseg's ``pos_block`` never did."""
+    from mmengine.optim import build_optim_wrapper
+
+    for cls, arch in ((SVT, TINY_SVT), (CPVT, TINY_CPVT)):
+        model = torch.nn.Module()
+        model.backbone = cls(arch=arch)
+        wrapper = build_optim_wrapper(
+            model,
+            dict(
+                optimizer=dict(type="AdamW", lr=1e-3, weight_decay=0.05),
+                paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, custom_keys={"peg": dict(decay_mult=0.0)}),
+            ),
+        )
+        decay = {}
+        names = {id(p): n for n, p in model.named_parameters()}
+        for group in wrapper.optimizer.param_groups:
+            for p in group["params"]:
+                decay[names[id(p)]] = group["weight_decay"]
+        peg = [n for n in decay if "peg" in n]
+        assert peg and all(decay[n] == 0 for n in peg)
+        assert all(decay[n] == 0 for n in decay if "norm" in n)
+        assert any(decay[n] == 0.05 for n in decay if n.endswith("fc1.weight"))
+        assert {n for n in decay if decay[n] == 0} >= {"backbone." + n for n in model.backbone.no_weight_decay()} - {
+            "backbone.cls_token"
+        }
+
+
+# --------------------------------------------------------------------------- registry
+@pytest.mark.parametrize("scope", ["mmpretrain", "mmdet", "mmseg", "mmengine"])
+def test_builds_from_every_toolkit_registry(scope):
+    import importlib
+
+    registry = importlib.import_module(f"{scope}.registry").MODELS
+    for name, arch in (("PCPVT", TINY_PCPVT), ("SVT", TINY_SVT), ("CPVT", TINY_CPVT)):
+        model = registry.build(dict(type=f"cpvt_mm.{name}", arch=arch))
+        assert type(model) is getattr(cpvt_mm.models, name)
+
+
+def test_host_toolkits_keep_their_own_twins():
+    from mmpretrain.registry import MODELS as PRETRAIN
+    from mmseg.registry import MODELS as SEG
+
+    assert PRETRAIN.get("PCPVT").__module__.startswith("mmpretrain")
+    assert SEG.get("SVT").__module__.startswith("mmseg")
+
+
+def test_published_parameter_counts():
+    """Backbone + 1000-way head, against the papers' tables (M)."""
+    expected = {(PCPVT, "small"): 24.1, (PCPVT, "base"): 43.8, (SVT, "small"): 24.1, (SVT, "base"): 56.1}
+    for (cls, arch), params in expected.items():
+        model = cls(arch=arch)
+        n = sum(p.numel() for p in model.parameters()) + model.embed_dims[-1] * 1001
+        assert abs(n / 1e6 - params) < 0.15, (cls.__name__, arch, n)
+    cpvt = CPVT(arch="tiny")
+    assert abs((sum(p.numel() for p in cpvt.parameters()) + 192 * 1001) / 1e6 - 5.7) < 0.1
+    assert cpvt.pegs["0"].proj.weight.numel() == 1728  # the paper's PEG cost for CPVT-Ti
+
+
+def test_no_graph_breaks_under_torch_compile():
+    model = SVT(arch=TINY_SVT).eval()
+    explanation = torch._dynamo.explain(model)(torch.randn(1, 3, 61, 90))
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    torch._dynamo.reset()
