@@ -19,6 +19,13 @@ symptom cannot occur, and has a test in ``tests/test_compat.py`` that fails with
    ``weights_only=True``. Anything else in a checkpoint (``os.system``, a lambda, an arbitrary class) is
    refused with :class:`UnsafeCheckpointError` before any of it runs; there is no unsafe fallback.
 
+4. ``cpvt_mm::`` config references. MMEngine resolves ``package::path`` only for packages in its own
+   ``MODULE2PACKAGE`` table; cpvt_mm adds itself so configs can inherit ``cpvt_mm::classification/...``
+   (the files ship inside the package under ``cpvt_mm/.mim``) once cpvt_mm is imported. MMEngine also
+   looks for the package next to its dist-info, which is wrong for PEP 660 editable installs (the
+   dist-info sits in site-packages, the code in the checkout); cpvt_mm's own path is answered from the
+   imported package instead.
+
 3. numpy 2.x removed ``np.in1d``, which mmpretrain's retrieval / multi-label metrics still call; it is
    restored as an alias of ``np.isin`` (same semantics for the 1-D inputs they pass) only when missing.
 """
@@ -184,6 +191,26 @@ def patch_numpy() -> None:
         np.in1d = np.isin  # type: ignore[attr-defined]
 
 
+# --------------------------------------------------------------------------- 4. cpvt_mm:: configs
+def register_config_package() -> None:
+    from mmengine.config.utils import MODULE2PACKAGE
+
+    MODULE2PACKAGE.setdefault("cpvt_mm", "cpvt_mm")
+    import mmengine.config.config as config_module
+
+    original = config_module.get_installed_path
+    if getattr(original, "_cpvt_mm", False):
+        return
+
+    def get_installed_path(package: str) -> str:
+        if package == "cpvt_mm":
+            return osp.dirname(osp.abspath(__file__))
+        return original(package)
+
+    get_installed_path._cpvt_mm = True  # type: ignore[attr-defined]
+    config_module.get_installed_path = get_installed_path
+
+
 def apply() -> None:
     """Apply every fix once (idempotent)."""
     global _APPLIED
@@ -192,6 +219,7 @@ def apply() -> None:
     patch_torchvision()
     patch_numpy()
     patch_checkpoint_loading()
+    register_config_package()
     _APPLIED = True
 
 

@@ -1,14 +1,18 @@
-"""cpvt_mm's registry scope: a child of MMEngine's root ``MODELS``.
+"""cpvt_mm's registry scope: children of MMEngine's root registries.
 
 Configs of any toolkit refer to ``type='cpvt_mm.PCPVT'``; MMEngine resolves the ``cpvt_mm`` scope by
-importing this module, and ``locations`` imports ``cpvt_mm.models`` so the classes are registered. We
-never register into mmpretrain's or mmseg's registries (they have their own ``PCPVT``/``SVT``) and
-never change a host's ``default_scope``.
+importing this module, and ``locations`` imports the modules that register the classes. We never register
+into mmpretrain's or mmseg's registries (they have their own ``PCPVT``/``SVT``) and never change a host's
+``default_scope``.
 """
 
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
 MODELS = Registry("model", parent=MMENGINE_MODELS, scope="cpvt_mm", locations=["cpvt_mm.models"])
+MODEL_WRAPPERS = Registry(
+    "model_wrapper", parent=MMENGINE_MODEL_WRAPPERS, scope="cpvt_mm", locations=["cpvt_mm.engine"]
+)
 
-__all__ = ["MODELS"]
+__all__ = ["MODELS", "MODEL_WRAPPERS"]

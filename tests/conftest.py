@@ -6,7 +6,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests/toy.py
 
-import cpvt_mm  # noqa: E402,F401  (compat layer first, before timm / mmpretrain import torchvision)
+import cpvt_mm  # noqa: F401  (compat layer first, before timm / mmpretrain import torchvision)
 
 
 @pytest.fixture(autouse=True)

@@ -12,10 +12,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import cpvt_mm  # noqa: I001  (first: its compatibility layer must run before timm / mmpretrain are imported)
+import cpvt_mm  # before timm / mmpretrain: its compatibility layer must run first
+
+# isort: split
 import pytest
 import timm
 import torch
+from mmengine.registry import DefaultScope
 from mmpretrain.models.backbones.twins import PCPVT as MMPretrainPCPVT
 from mmpretrain.models.backbones.twins import SVT as MMPretrainSVT
 from mmpretrain.models.heads import LinearClsHead
@@ -134,7 +137,8 @@ def test_mmpretrain_parity(family):
     ref = cls(arch="small", qkv_bias=True, norm_after_stage=[False, False, False, True], out_indices=(0, 1, 2, 3))
     ref.init_weights()
     ref = perturbed(ref)
-    head = perturbed(LinearClsHead(num_classes=10, in_channels=512))
+    with DefaultScope.overwrite_default_scope("mmpretrain"):  # earlier tests may leave another scope current
+        head = perturbed(LinearClsHead(num_classes=10, in_channels=512))
     checkpoint = {
         "state_dict": {
             **{f"backbone.{k}": v for k, v in ref.state_dict().items()},
@@ -199,12 +203,12 @@ def test_converting_twice_is_a_no_op(timm_models):
 
 
 def test_segmentor_parts_outside_the_backbone_are_dropped(timm_models):
-    sd = {f"backbone.{k}": v for k, v in convert_twins_checkpoint(timm_models["pcpvt"].state_dict())["state_dict"].items()}
-    sd = {k.replace("backbone.backbone.", "backbone."): v for k, v in sd.items() if "head.fc" not in k}
+    sd = {f"backbone.{k}": v for k, v in timm_models["pcpvt"].state_dict().items() if not k.startswith("head.")}
     sd["decode_head.conv_seg.weight"] = torch.zeros(150, 512, 1, 1)
     converted = convert_twins_checkpoint({"state_dict": sd})
     assert converted["meta"]["dropped_keys"] == ["decode_head.conv_seg.weight"]
-    assert not any(k.startswith("decode_head") for k in converted["state_dict"])
+    assert converted["meta"]["source_format"] == "timm" and converted["meta"]["num_classes"] is None
+    assert all(k.startswith("backbone.stages.") for k in converted["state_dict"])
 
 
 def test_foreign_checkpoints_are_refused(timm_models):
@@ -238,6 +242,7 @@ def test_cli_wrong_arch_fails_and_writes_nothing(timm_pcpvt_file, tmp_path, caps
     assert not dst.exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # runs the script in a fresh interpreter
 def test_cli_writes_a_safe_checkpoint_for_init_cfg(timm_pcpvt_file, timm_models, tmp_path):
     dst = tmp_path / "pcpvt_small_cpvt_mm.pth"
     run = subprocess.run(
@@ -259,3 +264,16 @@ def test_cli_writes_a_safe_checkpoint_for_init_cfg(timm_pcpvt_file, timm_models,
     source = timm_models["pcpvt"].state_dict()
     assert torch.equal(model.stages[2].blocks[3].attn.kv.weight, source["blocks.2.3.attn.kv.weight"])
     assert torch.equal(model.stages[3].norm.bias, source["norm.bias"])
+
+
+def test_cli_follows_the_sources_stage_norms(tmp_path, capsys):
+    """mmseg's PCPVT has no final norm: the CLI validates against (and prints) ``out_norms`` without it."""
+    torch.manual_seed(0)
+    ref = MMSegPCPVT(**MMSEG_SMALL["pcpvt"], qkv_bias=True, sr_ratios=[8, 4, 2, 1], norm_after_stage=False)
+    src, dst = tmp_path / "mmseg_pcpvt_small.pth", tmp_path / "converted.pth"
+    torch.save(ref.state_dict(), src)
+    assert load_cli().main([str(src), str(dst)]) == 0
+    assert "'out_norms': [False, False, False, False]" in capsys.readouterr().out
+    saved = torch.load(dst, weights_only=True)
+    assert saved["meta"]["source_format"] == "mmseg" and saved["meta"]["arch"] == "pcpvt-small"
+    ours("pcpvt", saved["state_dict"], out_norms=False)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch.utils.data import Dataset
 
-import cpvt_mm  # noqa: F401
+import cpvt_mm
 
 TINY_PCPVT = dict(embed_dims=[16, 32, 48, 64], depths=[1, 2, 2, 1], num_heads=[1, 2, 2, 4],
                   mlp_ratios=[2, 2, 2, 2], sr_ratios=[4, 2, 2, 1])  # fmt: skip

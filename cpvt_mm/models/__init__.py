@@ -1,7 +1,8 @@
 """cpvt_mm models: the PEG and layers, plain CPVT, PCPVT and SVT (registered in ``cpvt_mm.registry``)."""
 
 from .cpvt import CPVT
+from .data_preprocessor import MultiScaleTrainPreprocessor
 from .layers import PEG, set_fused_attn, use_fused_attn
 from .twins import PCPVT, SVT
 
-__all__ = ["CPVT", "PCPVT", "PEG", "SVT", "set_fused_attn", "use_fused_attn"]
+__all__ = ["CPVT", "PCPVT", "PEG", "SVT", "MultiScaleTrainPreprocessor", "set_fused_attn", "use_fused_attn"]

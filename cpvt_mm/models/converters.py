@@ -16,6 +16,10 @@ rather than being silently half-loaded by a non-strict ``load_state_dict``. It i
 loaded checkpoint: no files, no models. :func:`check_state_dict` then compares the result with a built
 model, shapes included, which is what catches a checkpoint of the wrong size (e.g. PCPVT-S into PCPVT-B).
 
+One peer configuration cannot be converted faithfully and is refused: mmpretrain / mmseg models built with
+``norm_after_stage`` on a stage other than the last (mmseg's SVT default) feed the *normalised* map to the
+next stage, while cpvt_mm's stage norms only apply to the returned maps.
+
 The output is an mmpretrain-style checkpoint, ``{'state_dict': {'backbone.<name>': ..., 'head.fc.weight':
 ..., 'head.fc.bias': ...}, 'meta': {...}}``, loadable with ``init_cfg=dict(type='Pretrained',
 checkpoint=..., prefix='backbone.')``.
@@ -33,6 +37,7 @@ from torch import Tensor, nn
 from .twins import PCPVT, SVT
 
 __all__ = [
+    "FAMILIES",
     "SOURCE_FORMATS",
     "KeyReport",
     "check_state_dict",
@@ -128,7 +133,7 @@ _RULES: dict[str, tuple[_Rule, ...]] = {
 }
 _EMBED_KEY = re.compile(r"backbone\.stages\.(\d+)\.patch_embed\.proj\.weight")
 _BLOCK_KEY = re.compile(r"backbone\.stages\.(\d+)\.blocks\.(\d+)\.")
-_OWNER_BLOCK = re.compile(r"(?:.*\.)?blocks\.\d+(?:\.\d+)?")
+_OWNER_BLOCK = re.compile(r"(?:.*\.)?blocks\.\d+")
 
 
 @dataclass
@@ -216,8 +221,8 @@ def _detect_format(keys: list[str]) -> str:
         return found[0]
     if not found:
         raise ValueError(
-            "not a Twins (PCPVT / SVT) checkpoint in any known layout (cpvt_mm, authors'/timm, mmpretrain, "
-            f"mmseg): no key looks like a Twins block; first keys: {_abbreviate(keys, 10)}"
+            f"not a Twins (PCPVT / SVT) checkpoint in any known layout {SOURCE_FORMATS}: no key looks like a "
+            f"Twins block; first keys: {_abbreviate(keys, 10)}"
         )
     raise ValueError(f"checkpoint mixes the key layouts of {found}; refusing to guess which one to convert")
 

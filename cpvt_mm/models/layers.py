@@ -105,7 +105,9 @@ class PEG(nn.Module):
         if N != H * W:
             raise ValueError(f"PEG got {N} tokens for a {H}x{W} map")
         feat = tokens.transpose(1, 2).reshape(B, C, H, W)  # (B, N, C) -> (B, C, H, W)
-        tokens = (self.proj(feat) + feat).flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, N, C)
+        out = self.proj(feat)
+        out += feat  # in place: the conv's backward needs its input, not its output
+        tokens = out.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, N, C)
         return torch.cat((prefix, tokens), dim=1) if self.num_prefix_tokens else tokens
 
 

@@ -27,10 +27,8 @@ from torch import nn
 
 from cpvt_mm import MODELS  # importing cpvt_mm applies its compatibility layer and registers the models
 from cpvt_mm.compat import UnsafeCheckpointError, load_checkpoint_file
-from cpvt_mm.models import PCPVT, SVT
-from cpvt_mm.models.converters import KeyReport, check_state_dict, convert_twins_checkpoint
+from cpvt_mm.models.converters import FAMILIES, KeyReport, check_state_dict, convert_twins_checkpoint
 
-FAMILIES = {"pcpvt": PCPVT, "svt": SVT}
 ARCHS = tuple(f"{family}-{size}" for family, cls in FAMILIES.items() for size in cls.arch_zoo)
 
 

@@ -1,0 +1,6 @@
+# Twins-SVT-S: PEG after the first block of every stage.
+_base_ = ["./_base_/models/twins.py", "./_base_/in1k_recipe.py"]
+
+model = dict(backbone=dict(type="cpvt_mm.SVT", arch="small", drop_path_rate=0.2), head=dict(in_channels=512))
+train_dataloader = dict(batch_size=128)
+optim_wrapper = dict(optimizer=dict(lr=5e-4 * 1024 / 512))

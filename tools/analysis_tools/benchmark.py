@@ -1,0 +1,252 @@
+"""Throughput and peak memory of cpvt_mm vs timm vs mmpretrain for the same architecture, in one run.
+
+    python tools/analysis_tools/benchmark.py --arch pcpvt-small --batch-size 8 --size 224
+    python tools/analysis_tools/benchmark.py --arch svt-small --mode train --dtype bf16 --device cuda
+
+Every implementation is the full classifier (backbone + final norm + average pool + 1000-way linear head),
+with the same random weights where the key maps allow (cpvt_mm's weights are converted from timm's so all
+three compute the same function). Timed rounds are interleaved across implementations so machine drift hits
+all of them alike; the reported figure is the median round. Ratios are cpvt_mm / peer (> 1 means cpvt_mm is
+faster, or for memory, < 1 means cpvt_mm uses less).
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` per step; on CPU, the peak of torch's CPU
+allocator during one step as seen by the profiler's memory tracking (activations + workspace, weights
+excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+import cpvt_mm  # noqa: F401  (compat layer before timm / mmpretrain)
+from cpvt_mm.models import PCPVT, SVT
+from cpvt_mm.models.converters import convert_twins_checkpoint
+
+ARCHS = {
+    "pcpvt-small": ("pcpvt", "small", "twins_pcpvt_small"),
+    "pcpvt-base": ("pcpvt", "base", "twins_pcpvt_base"),
+    "pcpvt-large": ("pcpvt", "large", "twins_pcpvt_large"),
+    "svt-small": ("svt", "small", "twins_svt_small"),
+    "svt-base": ("svt", "base", "twins_svt_base"),
+    "svt-large": ("svt", "large", "twins_svt_large"),
+}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class CpvtClassifier(nn.Module):
+    """cpvt_mm backbone (last stage, final norm) + global average pool + linear head."""
+
+    def __init__(self, family: str, arch: str, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.backbone = (PCPVT if family == "pcpvt" else SVT)(arch=arch, out_indices=(3,))
+        self.head = nn.Linear(self.backbone.embed_dims[-1], num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x)[-1].mean(dim=(2, 3)))
+
+
+class MMPretrainClassifier(nn.Module):
+    """mmpretrain's backbone with its classification defaults + the same pool and head."""
+
+    def __init__(self, family: str, arch: str, num_classes: int = 1000) -> None:
+        super().__init__()
+        from mmpretrain.models.backbones.twins import PCPVT as MMPCPVT
+        from mmpretrain.models.backbones.twins import SVT as MMSVT
+
+        cls = MMPCPVT if family == "pcpvt" else MMSVT
+        self.backbone = cls(arch=arch, out_indices=(3,), norm_after_stage=[False, False, False, True])
+        self.head = nn.Linear(self.backbone.embed_dims[-1], num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x)[-1].mean(dim=(2, 3)))
+
+
+def build_models(arch_name: str, impls: list[str]) -> dict[str, nn.Module]:
+    import timm
+
+    family, arch, timm_name = ARCHS[arch_name]
+    models: dict[str, nn.Module] = {}
+    ref = timm.create_model(timm_name, pretrained=False)
+    if "timm" in impls:
+        models["timm"] = ref
+    if "cpvt_mm" in impls:
+        ours = CpvtClassifier(family, arch)
+        sd = convert_twins_checkpoint(ref.state_dict())["state_dict"]
+        ours.load_state_dict({k.replace("head.fc.", "head."): v for k, v in sd.items()}, strict=True)
+        models["cpvt_mm"] = ours
+    if "mmpretrain" in impls:
+        models["mmpretrain"] = MMPretrainClassifier(family, arch)
+    return models
+
+
+@dataclass
+class Result:
+    samples: list[float]  # images/s per round
+    peak_mib: float | None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+
+def make_step(model: nn.Module, x: Tensor, mode: str, dtype: torch.dtype, device: torch.device) -> Callable[[], None]:
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    if mode == "infer":
+        model.eval()
+
+        def step() -> None:
+            with torch.inference_mode(), autocast:
+                model(x)
+
+        return step
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+    target = torch.randint(0, 1000, (x.shape[0],), device=device)
+
+    def step() -> None:
+        with autocast:
+            loss = nn.functional.cross_entropy(model(x), target)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_memory(step: Callable[[], None], device: torch.device) -> float:
+    """Peak bytes allocated during one step (MiB), beyond what was allocated before it."""
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        sync(device)
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    # Replay the allocation events in time order to find the high-water mark.
+    events = sorted((e for e in prof.events() if e.cpu_memory_usage != 0), key=lambda e: e.time_range.start)
+    cur = peak = 0
+    for e in events:
+        cur += e.cpu_memory_usage
+        peak = max(peak, cur)
+    return peak / 2**20
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    dtype = DTYPES[args.dtype]
+    torch.manual_seed(0)
+    if device.type == "cpu" and args.threads:
+        torch.set_num_threads(args.threads)
+    models = build_models(args.arch, args.impls)
+    x = torch.randn(args.batch_size, 3, args.size, args.size, device=device)
+    steps = {}
+    for name, model in models.items():
+        model.to(device)
+        steps[name] = make_step(model, x, args.mode, dtype, device)
+    if args.mode == "infer" and {"timm", "cpvt_mm"} <= set(models):
+        with torch.inference_mode():
+            diff = (models["timm"].eval()(x) - models["cpvt_mm"].eval()(x)).abs().max().item()
+        print(f"max |logits(cpvt_mm) - logits(timm)| = {diff:.2e} (same weights)", file=sys.stderr)
+    for step in steps.values():  # warm-up (allocator, kernels, autotuning)
+        for _ in range(args.warmup):
+            step()
+    sync(device)
+    samples: dict[str, list[float]] = {n: [] for n in steps}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(args.iters):
+                step()
+            sync(device)
+            samples[name].append(args.batch_size * args.iters / (time.perf_counter() - t0))
+    results = {n: Result(samples[n], peak_memory(steps[n], device) if not args.no_memory else None) for n in steps}
+    return dict(
+        config=dict(
+            arch=args.arch,
+            mode=args.mode,
+            batch_size=args.batch_size,
+            size=args.size,
+            dtype=args.dtype,
+            device=torch.cuda.get_device_name()
+            if device.type == "cuda"
+            else f"cpu ({torch.get_num_threads()} threads)",
+            torch=torch.__version__,
+            rounds=args.rounds,
+            iters=args.iters,
+        ),
+        results={n: dict(img_per_s=r.median, samples=r.samples, peak_mib=r.peak_mib) for n, r in results.items()},
+    )
+
+
+def to_markdown(report: dict) -> str:
+    cfg, res = report["config"], report["results"]
+    ours = res.get("cpvt_mm")
+    lines = [
+        f"{cfg['arch']} {cfg['mode']}, batch {cfg['batch_size']}, {cfg['size']}x{cfg['size']}, {cfg['dtype']}, "
+        f"{cfg['device']}, torch {cfg['torch']} (median of {cfg['rounds']} interleaved rounds of {cfg['iters']})",
+        "",
+        "| implementation | img/s | speed ratio (cpvt_mm / this) | peak MiB | memory ratio (cpvt_mm / this) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in res.items():
+        speed = f"{ours['img_per_s'] / r['img_per_s']:.2f}" if ours else "-"
+        mem = f"{r['peak_mib']:.0f}" if r["peak_mib"] is not None else "-"
+        mem_ratio = (
+            f"{ours['peak_mib'] / r['peak_mib']:.2f}"
+            if ours and r["peak_mib"] and ours["peak_mib"] is not None
+            else "-"
+        )
+        lines.append(f"| {name} | {r['img_per_s']:.1f} | {speed} | {mem} | {mem_ratio} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--arch", default="pcpvt-small", choices=sorted(ARCHS))
+    p.add_argument("--mode", default="infer", choices=["infer", "train"])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--impls", nargs="+", default=["cpvt_mm", "timm", "mmpretrain"], choices=["cpvt_mm", "timm", "mmpretrain"]
+    )
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--iters", type=int, default=3, help="steps per timed round")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--json", help="also write the report as JSON here")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    report = run(args)
+    print(to_markdown(report))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

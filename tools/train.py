@@ -1,0 +1,97 @@
+"""Train a model from an mmpretrain, mmdet or mmseg config (the config's ``default_scope`` says which).
+
+python tools/train.py configs/classification/pcpvt-small_8xb128_in1k.py
+python tools/train.py CONFIG --resume                 # resume from the latest checkpoint in work_dir
+python tools/train.py CONFIG --amp                    # mixed precision (bf16 on CPU, fp16 on CUDA)
+bash tools/dist_train.sh CONFIG 8                     # 8 GPUs (torchrun); gloo on CPU-only machines
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without install
+
+import cpvt_mm  # noqa: F401  (compat layer and registries before any toolkit import)
+from cpvt_mm.engine import prepare_distributed
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from mmengine.config import DictAction
+
+    p = argparse.ArgumentParser(description="Train a cpvt_mm model with MMEngine")
+    p.add_argument("config", help="config file path")
+    p.add_argument("--work-dir", help="where logs and checkpoints go (default: work_dirs/<config name>)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        type=str,
+        const="auto",
+        help="resume from this checkpoint, or without a value from the latest one in work_dir",
+    )
+    p.add_argument("--amp", action="store_true", help="automatic mixed precision")
+    p.add_argument(
+        "--amp-dtype", choices=["float16", "bfloat16"], help="AMP dtype (default: float16 on CUDA, bfloat16 on CPU)"
+    )
+    p.add_argument("--auto-scale-lr", action="store_true", help="scale the lr by the actual total batch size")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config entries, key=value")
+    p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=0)
+    args = p.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
+
+
+def build_config(args: argparse.Namespace):
+    import torch
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        wrapper = cfg.optim_wrapper
+        if wrapper.get("type", "OptimWrapper") == "AmpOptimWrapper":
+            pass  # the config already asks for AMP
+        elif wrapper.get("type", "OptimWrapper") != "OptimWrapper":
+            raise ValueError(f"--amp needs an OptimWrapper config, got {wrapper.get('type')}")
+        else:
+            wrapper.type = "AmpOptimWrapper"
+            dtype = args.amp_dtype or ("float16" if torch.cuda.is_available() else "bfloat16")
+            wrapper.dtype = dtype
+            # fp16 needs dynamic loss scaling (large models overflow after warm-up); bf16 does not.
+            wrapper.loss_scale = "dynamic" if dtype == "float16" else 1.0
+    if args.auto_scale_lr:
+        if "auto_scale_lr" not in cfg or "base_batch_size" not in cfg.auto_scale_lr:
+            raise ValueError("--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)` in the config")
+        cfg.auto_scale_lr.enable = True
+    if args.resume == "auto":
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(f"--resume {args.resume}: no such checkpoint file")
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return prepare_distributed(cfg, args.launcher)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    args = parse_args(argv)
+    cfg = build_config(args)
+    runner = RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == "__main__":
+    main()
