@@ -321,3 +321,14 @@ def test_no_graph_breaks_under_torch_compile():
     explanation = torch._dynamo.explain(model)(torch.randn(1, 3, 61, 90))
     assert explanation.graph_break_count == 0, explanation.break_reasons
     torch._dynamo.reset()
+
+
+def test_abs_pos_embed_baseline_interpolates_and_is_off_by_default():
+    assert CPVT(arch=TINY_CPVT).pos_embed is None
+    model = CPVT(arch=TINY_CPVT, patch_size=4, peg_positions=(), abs_pos_embed=(7, 7)).eval()
+    x = torch.randn(1, 3, 28, 28)
+    with torch.no_grad():
+        base = model(x)[0]
+        model.pos_embed.zero_()
+        assert not torch.allclose(base, model(x)[0])  # the table is used at the training grid
+        assert model(torch.randn(1, 3, 44, 36))[0].shape == (1, 32)  # and resized for other grids

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
@@ -45,6 +46,10 @@ class CPVT(BaseModule):
             with a class token and ``'avg_featmap'`` without.
         out_indices: Blocks whose outputs are returned (default: the last).
         final_norm: LayerNorm (eps 1e-6) on the last block's output.
+        abs_pos_embed: Baseline only (for ablations such as the demo): a DeiT-style learned absolute
+            position table for a ``(h, w)`` token grid, added to the patch tokens after the embedding and
+            bicubic-interpolated when the input gives another grid. ``None`` (the CPVT default) means no
+            table anywhere; combine with ``peg_positions=()`` for a model with no position information.
         frozen_stages: Freeze the patch embedding, class token and blocks ``0 .. frozen_stages-1`` (with
             their PEGs); re-applied by ``train()``.
         with_cp: Gradient checkpointing of every block.
@@ -63,6 +68,7 @@ class CPVT(BaseModule):
         in_channels: int = 3,
         patch_size: int = 16,
         peg_positions: Sequence[int] = (0,),
+        abs_pos_embed: Sequence[int] | None = None,
         peg_kernel_size: int = 3,
         with_cls_token: bool = True,
         out_type: str | None = None,
@@ -99,6 +105,11 @@ class CPVT(BaseModule):
 
         self.patch_embed = PatchEmbed(in_channels, dim, patch_size, norm=False)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if with_cls_token else None
+        if abs_pos_embed is not None:
+            gh, gw = (int(v) for v in abs_pos_embed)
+            self.pos_embed = nn.Parameter(torch.zeros(1, dim, gh, gw))
+        else:
+            self.pos_embed = None
         self.pos_drop = nn.Dropout(drop_rate)
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList(
@@ -117,8 +128,9 @@ class CPVT(BaseModule):
         )
         self.norm = nn.LayerNorm(dim, eps=1e-6) if final_norm else nn.Identity()
         self.apply(init_weights_)
-        if self.cls_token is not None:
-            nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for p in (self.cls_token, self.pos_embed):
+            if p is not None:
+                nn.init.trunc_normal_(p, std=0.02)
         self.with_cp = bool(with_cp)
         self._freeze_stages()
 
@@ -137,6 +149,11 @@ class CPVT(BaseModule):
         """(B, C, H, W) -> tuple with one output per ``out_indices`` entry, shaped by ``out_type``."""
         check_image_batch(x, self.in_channels, self.patch_size, "CPVT")
         x, hw = self.patch_embed(x)
+        if self.pos_embed is not None:
+            table = self.pos_embed
+            if tuple(table.shape[-2:]) != hw:  # DeiT-style: resize the table to the runtime grid
+                table = F.interpolate(table, size=hw, mode="bicubic", align_corners=False)
+            x = x + table.flatten(2).transpose(1, 2)  # (1, C, h, w) -> (1, N, C)
         if self.cls_token is not None:
             x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
         x = self.pos_drop(x)
@@ -165,8 +182,9 @@ class CPVT(BaseModule):
             m.eval()
             for p in m.parameters():
                 p.requires_grad = False
-        if self.cls_token is not None:
-            self.cls_token.requires_grad = False
+        for p in (self.cls_token, self.pos_embed):
+            if p is not None:
+                p.requires_grad = False
 
     def train(self, mode: bool = True) -> CPVT:
         super().train(mode)
@@ -178,7 +196,7 @@ class CPVT(BaseModule):
         return {
             n
             for n, p in self.named_parameters()
-            if n.startswith("pegs.") or "norm" in n or p.ndim == 1 or n == "cls_token"
+            if n.startswith("pegs.") or "norm" in n or p.ndim == 1 or n in ("cls_token", "pos_embed")
         }
 
     def get_layer_depth(self, param_name: str, prefix: str = "") -> tuple[int, int]:
@@ -187,7 +205,7 @@ class CPVT(BaseModule):
         if not param_name.startswith(prefix):
             return num_layers - 1, num_layers
         name = param_name[len(prefix) :]
-        if name.startswith(("patch_embed", "cls_token")):
+        if name.startswith(("patch_embed", "cls_token", "pos_embed")):
             return 0, num_layers
         if name.startswith(("blocks.", "pegs.")):
             return int(name.split(".")[1]) + 1, num_layers
