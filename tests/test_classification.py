@@ -1,0 +1,229 @@
+"""Classification with MMPretrain: configs, tools/train.py / test.py, resume, distributed, checkpoints."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT, make_imagenet_layout
+
+ROOT = Path(__file__).resolve().parents[1]
+CLS_CONFIGS = sorted(glob.glob(str(ROOT / "configs/classification/*.py")))
+KEY_CONFIGS = [
+    "cpvt-tiny_8xb256_in1k.py",
+    "cpvt-small-gap_8xb256_in1k.py",
+    "pcpvt-small_8xb128_in1k.py",
+    "svt-small_8xb128_in1k.py",
+]
+TINY_CPVT_5 = dict(TINY_CPVT, depth=5)  # room for the paper's PEGs after blocks 0..4
+
+
+def build_classifier(cfg: Config):
+    from mmpretrain.registry import MODELS
+
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = cfg.model.copy()
+        model.setdefault("data_preprocessor", cfg.get("data_preprocessor"))
+        return MODELS.build(model)
+
+
+def test_key_configs_exist():
+    names = {os.path.basename(p) for p in CLS_CONFIGS}
+    assert set(KEY_CONFIGS) <= names
+    for fam in ("pcpvt", "svt"):
+        for arch in ("small", "base", "large"):
+            assert f"{fam}-{arch}_8xb128_in1k.py" in names
+
+
+@pytest.mark.parametrize("path", CLS_CONFIGS, ids=os.path.basename)
+def test_every_config_loads_and_builds(path):
+    cfg = Config.fromfile(path)
+    assert cfg.default_scope == "mmpretrain"
+    # the authors' recipe, in every config
+    opt = cfg.optim_wrapper
+    assert opt.optimizer.type == "AdamW" and opt.optimizer.weight_decay == 0.05
+    batch = 8 * cfg.train_dataloader.batch_size
+    assert opt.optimizer.lr == pytest.approx(5e-4 * batch / 512)
+    assert opt.paramwise_cfg.custom_keys["peg"] == dict(decay_mult=0.0) and opt.clip_grad.max_norm == 5.0
+    assert cfg.model.head.loss.type == "LabelSmoothLoss"
+    model = build_classifier(cfg)
+    assert type(model.backbone).__module__.startswith("cpvt_mm.models")
+    assert model.head.fc.in_features == (
+        model.backbone.embed_dims[-1] if isinstance(model.backbone.embed_dims, list) else model.backbone.embed_dims
+    )
+
+
+# --------------------------------------------------------------------------- tiny training runs
+def tiny_config(name: str, data_root: str, work_dir: Path, max_epochs: int, deterministic: bool = False) -> Path:
+    """The named config with tiny widths, 32px images from ``data_root`` and a short constant-lr schedule."""
+    cfg = Config.fromfile(str(ROOT / "configs/classification" / name))
+    backbone = cfg.model.backbone
+    if backbone.type == "cpvt_mm.CPVT":
+        backbone.arch = TINY_CPVT_5
+        backbone.patch_size = 8
+        cfg.model.head.in_channels = TINY_CPVT["embed_dims"]
+    else:
+        backbone.arch = TINY_SVT if backbone.type == "cpvt_mm.SVT" else TINY_PCPVT
+        cfg.model.head.in_channels = TINY_PCPVT["embed_dims"][-1]
+    cfg.model.head.num_classes = 4
+    cfg.data_preprocessor.num_classes = 4
+    # The recipe's regularisers (Mixup/CutMix, drop path) are built for 300 epochs; in a hundred steps they
+    # hide the signal "loss goes down" is meant to show, and so do RandAugment and erasing on 32px images.
+    # The rest of the pipeline (loading, random resized crops, flips, packing) stays.
+    cfg.model.train_cfg = None
+    backbone.drop_path_rate = 0.0
+    cfg.train_dataloader.dataset.pipeline = [
+        s for s in cfg.train_dataloader.dataset.pipeline if s.type not in ("RandomErasing", "RandAugment")
+    ]
+    if deterministic:  # same batches on every rank / run: no random augmentation
+        cfg.train_dataloader.dataset.pipeline = cfg.test_dataloader.dataset.pipeline
+        cfg.train_dataloader.sampler = dict(type="DefaultSampler", shuffle=True)
+    for pipe in (cfg.train_dataloader.dataset.pipeline, cfg.test_dataloader.dataset.pipeline):
+        for step in pipe:
+            if step.type == "RandomResizedCrop":
+                step.scale = 32
+            elif step.type == "ResizeEdge":
+                step.scale = 36
+            elif step.type == "CenterCrop":
+                step.crop_size = 32
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        dl = cfg[loader]
+        dl.batch_size = 8
+        dl.num_workers = 0
+        dl.persistent_workers = False
+        dl.dataset.data_root = data_root
+        dl.dataset.metainfo = dict(classes=[f"n{c:08d}" for c in range(4)])
+    cfg.val_evaluator = cfg.test_evaluator = dict(type="Accuracy", topk=(1,))  # top-5 needs > 4 classes
+    cfg.optim_wrapper.optimizer.lr = 2e-3
+    cfg.param_scheduler = [dict(type="ConstantLR", factor=1.0, by_epoch=True, begin=0, end=max_epochs)]
+    cfg.train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
+    cfg.default_hooks.logger = dict(type="LoggerHook", interval=1)
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=1, max_keep_ckpts=-1)
+    cfg.randomness = dict(seed=0)
+    cfg.work_dir = str(work_dir)
+    path = work_dir.parent / f"{work_dir.name}_{name}"
+    cfg.dump(str(path))
+    return path
+
+
+def run_tool(*args: str, procs: int = 1, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    if procs > 1:
+        cmd = ["bash", str(ROOT / "tools/dist_train.sh"), args[0], str(procs), *args[1:]]
+        env["PYTHON"] = sys.executable
+        env["PORT"] = str(29500 + os.getpid() % 1000)
+    else:
+        cmd = [sys.executable, *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-5000:])
+    return res
+
+
+def logged_losses(work_dir: Path) -> list[float]:
+    (scalars,) = glob.glob(str(work_dir / "*/vis_data/scalars.json"))
+    with open(scalars) as f:
+        return [json.loads(line)["loss"] for line in f if '"loss"' in line]
+
+
+@pytest.fixture(scope="module")
+def imagenet_root(tmp_path_factory):
+    return make_imagenet_layout(tmp_path_factory.mktemp("imagenet"), per_class=32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", KEY_CONFIGS)
+def test_key_config_trains_and_tests(name, imagenet_root, tmp_path):
+    work = tmp_path / "work"
+    cfg_path = tiny_config(name, imagenet_root, work, max_epochs=10)
+    run_tool(str(ROOT / "tools/train.py"), str(cfg_path))
+    losses = logged_losses(work)
+    first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
+    assert last < first - 0.3, losses
+    ckpt = work / "epoch_10.pth"
+    res = run_tool(str(ROOT / "tools/test.py"), str(cfg_path), str(ckpt), "--work-dir", str(tmp_path / "test"))
+    assert "accuracy/top1" in res.stdout + res.stderr
+
+
+def _weights(path: Path) -> dict:
+    from cpvt_mm.compat import load_checkpoint_file
+
+    return load_checkpoint_file(str(path), map_location="cpu")["state_dict"]
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly_where_it_stopped(imagenet_root, tmp_path):
+    straight = tmp_path / "straight"
+    cfg = tiny_config("pcpvt-small_8xb128_in1k.py", imagenet_root, straight, max_epochs=2, deterministic=True)
+    run_tool(str(ROOT / "tools/train.py"), str(cfg))
+    resumed = tmp_path / "resumed"
+    cfg_r = tiny_config("pcpvt-small_8xb128_in1k.py", imagenet_root, resumed, max_epochs=2, deterministic=True)
+    run_tool(str(ROOT / "tools/train.py"), str(cfg_r), "--cfg-options", "train_cfg.max_epochs=1")
+    assert not (resumed / "epoch_2.pth").exists()
+    res = run_tool(str(ROOT / "tools/train.py"), str(cfg_r), "--resume")
+    assert "resumed epoch: 1" in (res.stdout + res.stderr).lower()
+    a, b = _weights(straight / "epoch_2.pth"), _weights(resumed / "epoch_2.pth")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_matches_one_process(imagenet_root, tmp_path):
+    """Same global batch (8 = 1 x 8 = 2 x 4): DDP's averaged gradients give the same weights."""
+    one = tmp_path / "one"
+    cfg1 = tiny_config("pcpvt-small_8xb128_in1k.py", imagenet_root, one, max_epochs=1, deterministic=True)
+    run_tool(str(ROOT / "tools/train.py"), str(cfg1))
+    two = tmp_path / "two"
+    cfg2 = tiny_config("pcpvt-small_8xb128_in1k.py", imagenet_root, two, max_epochs=1, deterministic=True)
+    run_tool(str(cfg2), "--cfg-options", "train_dataloader.batch_size=4", procs=2)
+    a, b = _weights(one / "epoch_1.pth"), _weights(two / "epoch_1.pth")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+# --------------------------------------------------------------------------- checkpoints & multi-scale
+@pytest.mark.parametrize("family", ["pcpvt", "svt"])
+def test_converted_timm_checkpoint_loads_strictly_into_config_classifier(family, tmp_path):
+    import timm
+
+    from cpvt_mm.models.converters import convert_twins_checkpoint
+
+    src = timm.create_model(f"twins_{family}_small", pretrained=False).eval()
+    cfg = Config.fromfile(str(ROOT / f"configs/classification/{family}-small_8xb128_in1k.py"))
+    model = build_classifier(cfg).eval()
+    converted = convert_twins_checkpoint({"model": src.state_dict()})
+    missing, unexpected = model.load_state_dict(converted["state_dict"], strict=True)
+    assert not missing and not unexpected
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        ours = model(x, mode="tensor")
+        torch.testing.assert_close(ours, src(x), atol=1e-4, rtol=1e-4)
+
+
+def test_multiscale_preprocessor_changes_size_per_batch_and_is_rank_consistent():
+    cfg = Config.fromfile(str(ROOT / "configs/classification/cpvt-tiny_8xb256-ms160-288_in1k.py"))
+    cfg.model.backbone.arch = TINY_CPVT
+    cfg.model.head.in_channels = TINY_CPVT["embed_dims"]
+    sizes = []
+    for _ in range(2):  # two "ranks" built from the same config draw the same sequence
+        model = build_classifier(cfg)
+        data = dict(inputs=[torch.randint(0, 255, (3, 224, 224), dtype=torch.uint8) for _ in range(2)])
+        from mmpretrain.structures import DataSample
+
+        data["data_samples"] = [DataSample().set_gt_label(i) for i in range(2)]
+        seq = [tuple(model.data_preprocessor(dict(data), training=True)["inputs"].shape[-2:]) for _ in range(8)]
+        sizes.append(seq)
+        assert model.data_preprocessor(dict(data), training=False)["inputs"].shape[-2:] == (224, 224)
+    assert sizes[0] == sizes[1]
+    assert len(set(sizes[0])) > 1 and set(sizes[0]) <= {(s, s) for s in (160, 192, 224, 256, 288)}
+    model.train()
+    batch = model.data_preprocessor(dict(data), training=True)
+    loss = model(batch["inputs"], batch["data_samples"], mode="loss")["loss"]
+    assert torch.isfinite(loss)
