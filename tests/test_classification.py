@@ -227,3 +227,30 @@ def test_multiscale_preprocessor_changes_size_per_batch_and_is_rank_consistent()
     batch = model.data_preprocessor(dict(data), training=True)
     loss = model(batch["inputs"], batch["data_samples"], mode="loss")["loss"]
     assert torch.isfinite(loss)
+
+
+def test_layer_wise_lr_decay_with_mmpretrain_constructor():
+    """The snippet in docs/training.md: deeper blocks get larger learning rates, PEGs no weight decay."""
+    from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+    cfg = Config.fromfile(str(ROOT / "configs/classification/svt-small_8xb128_in1k.py"))
+    cfg.model.backbone.arch = TINY_SVT
+    cfg.model.head.in_channels = TINY_SVT["embed_dims"][-1]
+    model = build_classifier(cfg)
+    optim_cfg = dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=1e-3, weight_decay=0.05))
+    paramwise = dict(layer_decay_rate=0.5, custom_keys={"peg": dict(decay_mult=0.0)})
+    with DefaultScope.overwrite_default_scope("mmpretrain"):
+        constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
+            dict(
+                type="LearningRateDecayOptimWrapperConstructor",
+                optim_wrapper_cfg=optim_cfg,
+                paramwise_cfg=paramwise,
+            )
+        )
+        wrapper = constructor(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    lr = {names[id(g["params"][0])]: g["lr"] for g in wrapper.optimizer.param_groups}
+    wd = {names[id(g["params"][0])]: g["weight_decay"] for g in wrapper.optimizer.param_groups}
+    assert lr["backbone.stages.0.blocks.0.mlp.fc1.weight"] < lr["backbone.stages.3.blocks.0.mlp.fc1.weight"]
+    assert lr["backbone.stages.3.blocks.0.mlp.fc1.weight"] < lr["head.fc.weight"] == pytest.approx(1e-3)
+    assert all(v == 0 for k, v in wd.items() if ".peg." in k)
