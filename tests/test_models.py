@@ -332,3 +332,12 @@ def test_abs_pos_embed_baseline_interpolates_and_is_off_by_default():
         model.pos_embed.zero_()
         assert not torch.allclose(base, model(x)[0])  # the table is used at the training grid
         assert model(torch.randn(1, 3, 44, 36))[0].shape == (1, 32)  # and resized for other grids
+
+
+@pytest.mark.parametrize("cls", [PCPVT, SVT, CPVT])
+def test_builds_on_meta_device(cls):
+    """Deferred (meta) initialisation, e.g. for FSDP or free shape checks of full-size configs."""
+    with torch.device("meta"):
+        model = cls(arch="small")
+        outs = model(torch.empty(1, 3, 61, 77))
+    assert all(o.is_meta for o in outs)

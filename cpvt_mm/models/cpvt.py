@@ -111,7 +111,7 @@ class CPVT(BaseModule):
         else:
             self.pos_embed = None
         self.pos_drop = nn.Dropout(drop_rate)
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # works under a meta device
         self.blocks = nn.ModuleList(
             TransformerBlock(
                 dim,

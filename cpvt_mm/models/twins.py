@@ -171,7 +171,7 @@ class PCPVT(BaseModule):
         self.out_indices = normalize_indices(out_indices, num_stages, f"{name}.out_indices")
         self.frozen_stages = frozen_stages
         self.min_input_size = patch_sizes[0]
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()  # works under a meta device
         stages = []
         for s in range(num_stages):
             first = sum(depths[:s])
