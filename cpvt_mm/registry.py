@@ -8,6 +8,7 @@ into mmpretrain's or mmseg's registries (they have their own ``PCPVT``/``SVT``) 
 
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 
 MODELS = Registry("model", parent=MMENGINE_MODELS, scope="cpvt_mm", locations=["cpvt_mm.models"])
@@ -15,4 +16,8 @@ MODEL_WRAPPERS = Registry(
     "model_wrapper", parent=MMENGINE_MODEL_WRAPPERS, scope="cpvt_mm", locations=["cpvt_mm.engine"]
 )
 
-__all__ = ["MODELS", "MODEL_WRAPPERS"]
+OPTIM_WRAPPERS = Registry(
+    "optim_wrapper", parent=MMENGINE_OPTIM_WRAPPERS, scope="cpvt_mm", locations=["cpvt_mm.engine"]
+)
+
+__all__ = ["MODELS", "MODEL_WRAPPERS", "OPTIM_WRAPPERS"]

@@ -254,3 +254,16 @@ def test_layer_wise_lr_decay_with_mmpretrain_constructor():
     assert lr["backbone.stages.0.blocks.0.mlp.fc1.weight"] < lr["backbone.stages.3.blocks.0.mlp.fc1.weight"]
     assert lr["backbone.stages.3.blocks.0.mlp.fc1.weight"] < lr["head.fc.weight"] == pytest.approx(1e-3)
     assert all(v == 0 for k, v in wd.items() if ".peg." in k)
+
+
+@pytest.mark.slow
+def test_amp_bf16_trains_on_cpu(imagenet_root, tmp_path):
+    """``--amp`` without a GPU: bf16 autocast through cpvt_mm's AutocastOptimWrapper (mmengine's refuses CPUs)."""
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU path")
+    work = tmp_path / "work"
+    cfg = tiny_config("svt-small_8xb128_in1k.py", imagenet_root, work, max_epochs=1)
+    res = run_tool(str(ROOT / "tools/train.py"), str(cfg), "--amp")
+    assert "AutocastOptimWrapper" in res.stdout + res.stderr
+    losses = logged_losses(work)
+    assert losses and all(l == l and l < 10 for l in losses)  # finite

@@ -59,6 +59,7 @@ def test_pyramid_shapes_any_size(cls, hw):
         # ceil at every stride: sides that are not multiples are padded, never cropped
         h, w = math.ceil(h / (4 if s == 0 else 2)), math.ceil(w / (4 if s == 0 else 2))
         assert out.shape == (1, c, h, w)
+        assert out.is_contiguous()  # plain NCHW memory: mmcv's RoIAlign reads it raw
         assert torch.isfinite(out).all()
 
 

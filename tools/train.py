@@ -58,16 +58,21 @@ def build_config(args: argparse.Namespace):
         cfg.work_dir = osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         wrapper = cfg.optim_wrapper
-        if wrapper.get("type", "OptimWrapper") == "AmpOptimWrapper":
-            pass  # the config already asks for AMP
-        elif wrapper.get("type", "OptimWrapper") != "OptimWrapper":
-            raise ValueError(f"--amp needs an OptimWrapper config, got {wrapper.get('type')}")
-        else:
+        kind = wrapper.get("type", "OptimWrapper")
+        if kind not in ("OptimWrapper", "AmpOptimWrapper", "cpvt_mm.AutocastOptimWrapper"):
+            raise ValueError(f"--amp needs an OptimWrapper config, got {kind}")
+        on_gpu = torch.cuda.is_available()
+        dtype = args.amp_dtype or ("float16" if on_gpu else "bfloat16")
+        if on_gpu:
+            # fp16 needs dynamic loss scaling (large Twins models overflow after warm-up); bf16 does not.
             wrapper.type = "AmpOptimWrapper"
-            dtype = args.amp_dtype or ("float16" if torch.cuda.is_available() else "bfloat16")
-            wrapper.dtype = dtype
-            # fp16 needs dynamic loss scaling (large models overflow after warm-up); bf16 does not.
             wrapper.loss_scale = "dynamic" if dtype == "float16" else 1.0
+        else:
+            if dtype == "float16":
+                raise ValueError("--amp on CPU supports bfloat16 only (fp16 autocast needs CUDA)")
+            wrapper.type = "cpvt_mm.AutocastOptimWrapper"  # mmengine's AmpOptimWrapper refuses CPUs
+            wrapper.pop("loss_scale", None)
+        wrapper.dtype = dtype
     if args.auto_scale_lr:
         if "auto_scale_lr" not in cfg or "base_batch_size" not in cfg.auto_scale_lr:
             raise ValueError("--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)` in the config")

@@ -1,5 +1,6 @@
-"""Training-loop glue shared by the three toolkits (distributed runs on CPU-only torch)."""
+"""Training-loop glue shared by the three toolkits (CPU-only distributed runs, mixed precision anywhere)."""
 
 from .dist import CPUDistributedDataParallel, prepare_distributed
+from .optim import AutocastOptimWrapper
 
-__all__ = ["CPUDistributedDataParallel", "prepare_distributed"]
+__all__ = ["AutocastOptimWrapper", "CPUDistributedDataParallel", "prepare_distributed"]

@@ -3,6 +3,17 @@
 from .cpvt import CPVT
 from .data_preprocessor import MultiScaleTrainPreprocessor
 from .layers import PEG, set_fused_attn, use_fused_attn
+from .necks import LayerNorm2d, SimpleFeaturePyramid
 from .twins import PCPVT, SVT
 
-__all__ = ["CPVT", "PCPVT", "PEG", "SVT", "MultiScaleTrainPreprocessor", "set_fused_attn", "use_fused_attn"]
+__all__ = [
+    "CPVT",
+    "PCPVT",
+    "PEG",
+    "SVT",
+    "LayerNorm2d",
+    "MultiScaleTrainPreprocessor",
+    "SimpleFeaturePyramid",
+    "set_fused_attn",
+    "use_fused_attn",
+]

@@ -143,7 +143,8 @@ class CPVT(BaseModule):
         if self.out_type == "avg_featmap":
             return patches.mean(dim=1)
         B, _, C = patches.shape
-        return patches.transpose(1, 2).reshape(B, C, *hw)  # (B, N, C) -> (B, C, H, W)
+        # (B, N, C) -> (B, C, H, W), contiguous NCHW (see PCPVT.forward: mmcv's RoIAlign needs it)
+        return patches.transpose(1, 2).reshape(B, C, *hw).contiguous()
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         """(B, C, H, W) -> tuple with one output per ``out_indices`` entry, shaped by ``out_type``."""

@@ -209,8 +209,10 @@ class PCPVT(BaseModule):
             tokens, (h, w) = stage(x)
             x = tokens.transpose(1, 2).reshape(B, -1, h, w)  # (B, N, C) -> (B, C, h, w)
             if s in self.out_indices:
-                # (B, N, C) -> (B, C, h, w) after the stage's output norm
-                outs.append(stage.norm(tokens).transpose(1, 2).reshape(B, -1, h, w))
+                # (B, N, C) -> (B, C, h, w) after the stage's output norm; contiguous NCHW because some
+                # consumers (mmcv's RoIAlign) read raw NCHW memory and would pool scrambled features
+                # from the channels-last view the transpose gives.
+                outs.append(stage.norm(tokens).transpose(1, 2).reshape(B, -1, h, w).contiguous())
         return tuple(outs)
 
     # ------------------------------------------------------------------ training affordances

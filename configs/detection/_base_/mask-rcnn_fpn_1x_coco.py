@@ -1,0 +1,32 @@
+# Mask R-CNN + FPN on COCO with a cpvt_mm pyramid backbone: the Twins authors' 1x recipe. Single scale 1333x800,
+# AdamW lr 2e-4, wd 1e-4, 12 epochs, lr x0.1 after epochs 8 and 11, 500-iteration linear warm-up; total batch
+# 16 (8 GPUs x 2 images). PEG and norm parameters train without weight decay ('peg' matches cpvt_mm's
+# ``stages.{s}.peg.proj`` and ``pegs.{i}.proj``). Every stage output is layer-normed (the FPN reads all four),
+# so every backbone parameter gets a gradient. Children set the backbone type / arch, its checkpoint and the
+# FPN in_channels; PCPVT-S is the default here.
+_base_ = [
+    "mmdet::_base_/models/mask-rcnn_r50_fpn.py",
+    "mmdet::_base_/datasets/coco_instance.py",
+    "mmdet::_base_/schedules/schedule_1x.py",
+    "mmdet::_base_/default_runtime.py",
+]
+custom_imports = dict(imports=["cpvt_mm"], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type="cpvt_mm.PCPVT",
+        arch="small",
+        out_indices=(0, 1, 2, 3),
+        out_norms=True,
+        drop_path_rate=0.2,  # the authors' detection backbones
+        # ImageNet weights converted with tools/model_converters/convert_checkpoint.py (see docs/detection.md)
+        init_cfg=dict(type="Pretrained", checkpoint="work_dirs/pretrained/pcpvt-small_in1k.pth", prefix="backbone."),
+    ),
+    neck=dict(in_channels=[64, 128, 320, 512]),
+)
+
+optim_wrapper = dict(
+    optimizer=dict(_delete_=True, type="AdamW", lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4),
+    paramwise_cfg=dict(custom_keys={"peg": dict(decay_mult=0.0), "norm": dict(decay_mult=0.0)}),
+)

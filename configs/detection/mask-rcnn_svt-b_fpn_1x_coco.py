@@ -1,0 +1,8 @@
+# Twins-SVT-B Mask R-CNN, 1x schedule (paper: 45.2 / 41.5 box / mask AP).
+_base_ = "./_base_/mask-rcnn_fpn_1x_coco.py"
+
+checkpoint = "work_dirs/pretrained/svt-base_in1k.pth"  # converted ImageNet weights, docs/detection.md
+model = dict(
+    backbone=dict(type="cpvt_mm.SVT", arch="base", init_cfg=dict(checkpoint=checkpoint)),
+    neck=dict(in_channels=[96, 192, 384, 768]),
+)

@@ -1,0 +1,5 @@
+# Twins-PCPVT-S RetinaNet, ms-3x schedule (paper: 45.2 box AP).
+_base_ = "./_base_/retinanet_fpn_ms-3x_coco.py"
+
+checkpoint = "work_dirs/pretrained/pcpvt-small_in1k.pth"  # converted ImageNet weights, docs/detection.md
+model = dict(backbone=dict(type="cpvt_mm.PCPVT", arch="small", init_cfg=dict(checkpoint=checkpoint)))
