@@ -18,10 +18,8 @@ place), so a crash never leaves a truncated picture behind.
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 import sys
-import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -30,6 +28,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import numpy as np
 
 import cpvt_mm  # noqa: F401  (compat layer and registries before any toolkit import)
+from cpvt_mm.fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
     from mmengine.config import Config
@@ -105,17 +104,7 @@ def write_png_atomic(rgb: np.ndarray, out: str) -> None:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))  # RGB -> BGR for OpenCV
     if not ok:
         raise OSError(f"could not encode a {rgb.shape} image as PNG")
-    directory = osp.dirname(osp.abspath(out))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{osp.basename(out)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, out)
-    except BaseException:
-        if osp.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(out, buf.tobytes())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,10 +16,7 @@ Example::
 from __future__ import annotations
 
 import argparse
-import os
-import os.path as osp
 import sys
-import tempfile
 from typing import Any
 
 import torch
@@ -27,6 +24,7 @@ from torch import nn
 
 from cpvt_mm import MODELS  # importing cpvt_mm applies its compatibility layer and registers the models
 from cpvt_mm.compat import UnsafeCheckpointError, load_checkpoint_file
+from cpvt_mm.fileio import atomic_torch_save
 from cpvt_mm.models.converters import FAMILIES, KeyReport, check_state_dict, convert_twins_checkpoint
 
 ARCHS = tuple(f"{family}-{size}" for family, cls in FAMILIES.items() for size in cls.arch_zoo)
@@ -71,21 +69,6 @@ def validate(state_dict: dict[str, torch.Tensor], cfg: dict[str, Any]) -> KeyRep
     return report
 
 
-def save_atomic(obj: Any, dst: str) -> None:
-    """Write to a temporary file next to ``dst``, then rename: readers never see a partial file."""
-    directory = osp.dirname(osp.abspath(dst))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{osp.basename(dst)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, dst)
-    except BaseException:
-        if osp.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -110,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     meta["arch"] = arch
-    save_atomic(converted, args.dst)
+    atomic_torch_save(converted, args.dst)
     num_params = sum(v.numel() for k, v in state_dict.items() if k.startswith("backbone."))
     head = f"linear head, {meta['num_classes']} classes" if meta.get("num_classes") else "no classification head"
     print(f"converted {args.src} ({meta.get('source_format')} layout) -> {args.dst}")
