@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT, logged_losses, run_tool
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT, make_imagenet_layout
 
-ROOT = Path(__file__).resolve().parents[1]
 CLS_CONFIGS = sorted(glob.glob(str(ROOT / "configs/classification/*.py")))
 KEY_CONFIGS = [
     "cpvt-tiny_8xb256_in1k.py",
@@ -112,25 +109,6 @@ def tiny_config(name: str, data_root: str, work_dir: Path, max_epochs: int, dete
     path = work_dir.parent / f"{work_dir.name}_{name}"
     cfg.dump(str(path))
     return path
-
-
-def run_tool(*args: str, procs: int = 1, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    if procs > 1:
-        cmd = ["bash", str(ROOT / "tools/dist_train.sh"), args[0], str(procs), *args[1:]]
-        env["PYTHON"] = sys.executable
-        env["PORT"] = str(29500 + os.getpid() % 1000)
-    else:
-        cmd = [sys.executable, *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-5000:])
-    return res
-
-
-def logged_losses(work_dir: Path) -> list[float]:
-    (scalars,) = glob.glob(str(work_dir / "*/vis_data/scalars.json"))
-    with open(scalars) as f:
-        return [json.loads(line)["loss"] for line in f if '"loss"' in line]
 
 
 @pytest.fixture(scope="module")

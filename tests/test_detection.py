@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import functools
 import glob
-import importlib.util
 import itertools
 import json
-import os
 import os.path as osp
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -18,11 +14,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT, load_tool, logged, run_tool
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT
 
-ROOT = Path(__file__).resolve().parents[1]
 DET_CONFIGS = sorted(glob.glob(str(ROOT / "configs/detection/*.py")))
 KEY_CONFIGS = [
     "retinanet_pcpvt-s_fpn_1x_coco.py",
@@ -32,15 +28,6 @@ KEY_CONFIGS = [
 ]
 CLASSES = ("circle", "square", "triangle")
 TINY_WIDTH = 32  # FPN / head channels of the tiny detectors
-
-
-def load_tool(relpath: str) -> ModuleType:
-    """Import a script under tools/ (not a package) as a module."""
-    path = ROOT / relpath
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -331,21 +318,6 @@ def test_roi_features_are_pooled_from_nchw_memory(name, toy_coco):
 
 
 # --------------------------------------------------------------------------- train / test / resume (slow)
-def run_tool(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")  # 2 shared cores: no oversubscription
-    res = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-5000:])
-    return res
-
-
-def logged(work_dir: Path, key: str = "loss") -> list[tuple[int, float]]:
-    """(iteration, value) pairs of the last run in ``work_dir`` (window 1: per-iteration values)."""
-    scalars = sorted(glob.glob(str(work_dir / "*/vis_data/scalars.json")))[-1]  # run dirs are timestamps
-    with open(scalars) as f:
-        rows = [json.loads(line) for line in f]
-    return [(row["step"], row[key]) for row in rows if key in row]
-
-
 def assert_loss_decreases(work_dir: Path) -> None:
     losses = [v for _, v in logged(work_dir)]
     first, last = np.mean(losses[:4]), np.mean(losses[-8:])

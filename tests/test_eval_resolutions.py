@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import struct
 import subprocess
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
+from helpers import ROOT, load_tool
 from mmengine.config import Config
 
-ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "configs/classification/demo"
 DEMO_CONFIGS = {
     "peg": DEMO_DIR / "cpvt-mini-peg_1xb128_fashion-mnist.py",
@@ -22,15 +20,6 @@ DEMO_CONFIGS = {
     "nopos": DEMO_DIR / "cpvt-mini-nopos_1xb128_fashion-mnist.py",
 }
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def load_tool(relpath: str) -> ModuleType:
-    """Import a script under tools/ (not a package) as a module."""
-    path = ROOT / relpath
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 er = load_tool("tools/analysis_tools/eval_resolutions.py")

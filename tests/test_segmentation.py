@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import filecmp
 import glob
-import json
 import os
 import re
 import subprocess
@@ -15,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT, logged_losses, run_tool
 from mmengine.config import Config, ConfigDict
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT
 
-ROOT = Path(__file__).resolve().parents[1]
 SEG_DIR = ROOT / "configs/segmentation"
 SEG_CONFIGS = sorted(glob.glob(str(SEG_DIR / "*.py")))
 FAMILIES = ("pcpvt", "svt")
@@ -405,17 +404,9 @@ def toy_config(name: str, data_root: str, work_dir: Path, max_iters: int, tta: b
     return path
 
 
-def run_tool(*args: str, timeout: int = 600) -> str:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    res = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-5000:])
+def run_tool_output(*args: str) -> str:
+    res = run_tool(*args)
     return res.stdout + res.stderr
-
-
-def logged_losses(work_dir: Path) -> list[float]:
-    (scalars,) = glob.glob(str(work_dir / "*/vis_data/scalars.json"))
-    with open(scalars) as f:
-        return [json.loads(line)["loss"] for line in f if '"loss"' in line]
 
 
 def reported_miou(output: str) -> float:
@@ -430,17 +421,17 @@ def test_toy_training_learns_and_test_reports_miou(name, toy_root, tmp_path):
     work = tmp_path / "work"
     max_iters = 200
     cfg_path = toy_config(name, toy_root, work, max_iters)
-    run_tool(str(ROOT / "tools/train.py"), str(cfg_path))
+    run_tool_output(str(ROOT / "tools/train.py"), str(cfg_path))
     losses = logged_losses(work)
     assert len(losses) == max_iters // 10
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < 0.7 * first, losses
     ckpt = work / f"iter_{max_iters}.pth"
-    out = run_tool(str(ROOT / "tools/test.py"), str(cfg_path), str(ckpt), "--work-dir", str(tmp_path / "test"))
+    out = run_tool_output(str(ROOT / "tools/test.py"), str(cfg_path), str(ckpt), "--work-dir", str(tmp_path / "test"))
     assert reported_miou(out) > 30.0, out[-2000:]  # about 55-60 measured; predicting the background alone: 10
     if name == FPN.format("pcpvt", "s"):  # sliding-window inference through the documented cfg-options
         slide = ["model.test_cfg.mode=slide", "model.test_cfg.crop_size=(48,48)", "model.test_cfg.stride=(32,32)"]
-        out = run_tool(
+        out = run_tool_output(
             str(ROOT / "tools/test.py"),
             str(cfg_path),
             str(ckpt),
@@ -452,7 +443,7 @@ def test_toy_training_learns_and_test_reports_miou(name, toy_root, tmp_path):
         assert reported_miou(out) > 30.0
     if name == UPER.format("svt", "s"):  # multi-scale + flip TTA through the same tool
         tta_path = toy_config(name, toy_root, work, max_iters, tta=True)
-        out = run_tool(
+        out = run_tool_output(
             str(ROOT / "tools/test.py"), str(tta_path), str(ckpt), "--tta", "--work-dir", str(tmp_path / "tta")
         )
         assert reported_miou(out) > 30.0
