@@ -34,6 +34,9 @@ import sys
 if sys.version_info < (3, 10):
     sys.exit(f"[setup] Python >= 3.10 is required, found {sys.version.split()[0]}")
 PY
+# Run from inside another virtualenv (one that is activated), build on its base interpreter instead: a venv
+# made from a venv sees neither the outer venv's packages nor, with --system-site-packages, its torch.
+PYTHON="$("$PYTHON" -c 'import sys; print(sys.executable if sys.prefix == sys.base_prefix else getattr(sys, "_base_executable", sys.executable))')"
 
 # Everything that decides what gets installed goes into the stamp; a matching stamp plus a working
 # import check means there is nothing to do (second runs take seconds).
