@@ -60,7 +60,7 @@ def test_every_config_loads_and_builds(path):
 
 # --------------------------------------------------------------------------- tiny training runs
 def tiny_config(name: str, data_root: str, work_dir: Path, max_epochs: int, deterministic: bool = False) -> Path:
-    """The named config with tiny widths, 32px images from ``data_root`` and a short constant-lr schedule."""
+    """The named config with tiny widths, small images from ``data_root`` and a short constant-lr schedule."""
     cfg = Config.fromfile(str(ROOT / "configs/classification" / name))
     backbone = cfg.model.backbone
     if backbone.type == "cpvt_mm.CPVT":
@@ -83,14 +83,17 @@ def tiny_config(name: str, data_root: str, work_dir: Path, max_epochs: int, dete
     if deterministic:  # same batches on every rank / run: no random augmentation
         cfg.train_dataloader.dataset.pipeline = cfg.test_dataloader.dataset.pipeline
         cfg.train_dataloader.sampler = dict(type="DefaultSampler", shuffle=True)
+    # The exact-equality runs use 64px: at 32px the last stage is a single token, where attention ignores q,
+    # so q's gradient is pure rounding noise that Adam scales up to a visible, run-dependent update.
+    size = 64 if deterministic else 32
     for pipe in (cfg.train_dataloader.dataset.pipeline, cfg.test_dataloader.dataset.pipeline):
         for step in pipe:
             if step.type == "RandomResizedCrop":
-                step.scale = 32
+                step.scale = size
             elif step.type == "ResizeEdge":
-                step.scale = 36
+                step.scale = size * 9 // 8
             elif step.type == "CenterCrop":
-                step.crop_size = 32
+                step.crop_size = size
     for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
         dl = cfg[loader]
         dl.batch_size = 8
@@ -149,7 +152,7 @@ def test_resume_continues_exactly_where_it_stopped(imagenet_root, tmp_path):
     assert "resumed epoch: 1" in (res.stdout + res.stderr).lower()
     a, b = _weights(straight / "epoch_2.pth"), _weights(resumed / "epoch_2.pth")
     for k in a:
-        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
 
 
 @pytest.mark.slow
@@ -163,7 +166,7 @@ def test_two_process_gloo_matches_one_process(imagenet_root, tmp_path):
     run_tool(str(cfg2), "--cfg-options", "train_dataloader.batch_size=4", procs=2)
     a, b = _weights(one / "epoch_1.pth"), _weights(two / "epoch_1.pth")
     for k in a:
-        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
 
 
 # --------------------------------------------------------------------------- checkpoints & multi-scale
