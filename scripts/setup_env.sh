@@ -87,7 +87,7 @@ PY
   "${PIP[@]}" install --no-deps "torchvision==${tv_version}" "pillow>=9"
 fi
 
-begin "installing mmcv 2.1.0 with compiled ops (builds from source when no wheel fits: ~10-15 min on 2 cores)"
+begin "installing mmcv 2.1.0 with compiled ops (builds from source when no wheel fits: ~8-16 min on 2 cores)"
 if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" >/dev/null 2>&1; then
   "${PIP[@]}" install -q -r requirements/runtime-deps.txt -c "$CONSTRAINTS"
   "${PIP[@]}" install -q --no-deps "mmengine==0.10.7"
