@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..registry import MODELS
 from .layers import PEG, Attention, PatchEmbed, TransformerBlock, checkpoint_seq, init_weights_
+from .padding import Padding, attach, lookup
 from .utils import check_image_batch, normalize_indices, resolve_arch
 
 __all__ = ["CPVT"]
@@ -134,41 +135,73 @@ class CPVT(BaseModule):
         self.with_cp = bool(with_cp)
         self._freeze_stages()
 
-    def _format(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
+    def _format(self, x: Tensor, hw: tuple[int, int], padding: Padding | None) -> Tensor:
         if self.out_type == "raw":
-            return x
+            if padding is None:
+                return x
+            prefix, patches = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens :]
+            return torch.cat((prefix, padding.zero_tokens(patches)), dim=1)
         if self.out_type == "cls_token":
             return x[:, 0]
         patches = x[:, self.num_prefix_tokens :]
         if self.out_type == "avg_featmap":
-            return patches.mean(dim=1)
+            if padding is None:
+                return patches.mean(dim=1)
+            # mean over each image's real tokens only
+            return padding.zero_tokens(patches).sum(dim=1) / padding.keep(patches.dtype).sum(dim=1)
         B, _, C = patches.shape
         # (B, N, C) -> (B, C, H, W), contiguous NCHW (see PCPVT.forward: mmcv's RoIAlign needs it)
-        return patches.transpose(1, 2).reshape(B, C, *hw).contiguous()
+        out = patches.transpose(1, 2).reshape(B, C, *hw)
+        if padding is None:
+            return out.contiguous()
+        return attach(padding.zero_map(out).contiguous(), padding.sizes.cpu())
 
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        """(B, C, H, W) -> tuple with one output per ``out_indices`` entry, shaped by ``out_type``."""
-        check_image_batch(x, self.in_channels, self.patch_size, "CPVT")
-        x, hw = self.patch_embed(x)
-        if self.pos_embed is not None:
-            table = self.pos_embed
-            if tuple(table.shape[-2:]) != hw:  # DeiT-style: resize the table to the runtime grid
+    def _add_pos_embed(self, x: Tensor, hw: tuple[int, int], padding: Padding | None) -> Tensor:
+        """Add the (baseline) learned table, bicubic-resized to each image's own grid as DeiT does."""
+        table = self.pos_embed
+        if padding is None:
+            if tuple(table.shape[-2:]) != hw:
                 table = F.interpolate(table, size=hw, mode="bicubic", align_corners=False)
-            x = x + table.flatten(2).transpose(1, 2)  # (1, C, h, w) -> (1, N, C)
+            return x + table.flatten(2).transpose(1, 2)  # (1, C, h, w) -> (1, N, C)
+        # A padded batch: the table must follow each image's real grid, not the padded one.
+        tables = x.new_zeros(x.shape[0], x.shape[2], *hw)
+        for b, (h, w) in enumerate(padding.sizes.tolist()):
+            resized = (
+                table
+                if (h, w) == tuple(table.shape[-2:])
+                else F.interpolate(table, size=(h, w), mode="bicubic", align_corners=False)
+            )
+            tables[b, :, :h, :w] = resized[0]
+        return x + tables.flatten(2).transpose(1, 2)  # (B, C, h, w) -> (B, N, C)
+
+    def forward(self, x: Tensor, valid_sizes: Tensor | None = None) -> tuple[Tensor, ...]:
+        """(B, C, H, W) -> tuple with one output per ``out_indices`` entry, shaped by ``out_type``.
+
+        ``valid_sizes``: ``(B, 2)`` real ``(h, w)`` of each image in a padded batch; see :meth:`PCPVT.forward`.
+        Padded tokens are then never attended to, read as zeros by the PEGs, excluded from ``avg_featmap``
+        and zero in ``featmap`` / ``raw`` outputs.
+        """
+        check_image_batch(x, self.in_channels, self.patch_size, "CPVT")
+        padding = Padding.from_pixels(lookup(x) if valid_sizes is None else valid_sizes, x)
+        x, hw = self.patch_embed(x, padding)
+        if padding is not None:
+            padding = padding.downsample(self.patch_size, hw, self.num_prefix_tokens)
+        if self.pos_embed is not None:
+            x = self._add_pos_embed(x, hw, padding)
         if self.cls_token is not None:
             x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
         x = self.pos_drop(x)
         outs = []
         for i, blk in enumerate(self.blocks[: self.out_indices[-1] + 1]):
             if self.with_cp and self.training and x.requires_grad:
-                x = checkpoint_seq(blk, x, hw)
+                x = checkpoint_seq(blk, x, hw, padding)
             else:
-                x = blk(x, hw)
+                x = blk(x, hw, padding)
             if str(i) in self.pegs:
-                x = self.pegs[str(i)](x, hw)
+                x = self.pegs[str(i)](x, hw, padding)
             if i in self.out_indices:
                 out = self.norm(x) if i == self.depth - 1 else x
-                outs.append(self._format(out, hw))
+                outs.append(self._format(out, hw, padding))
         return tuple(outs)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .padding import Padding
+
 Size2D = tuple[int, int]
 
 __all__ = [
@@ -98,16 +100,21 @@ class PEG(nn.Module):
         self.num_prefix_tokens = num_prefix_tokens
         self.proj = nn.Conv2d(dim, dim, kernel_size, stride=1, padding=kernel_size // 2, groups=dim, bias=True)
 
-    def forward(self, x: Tensor, hw: Size2D) -> Tensor:
+    def forward(self, x: Tensor, hw: Size2D, padding: Padding | None = None) -> Tensor:
+        """``padding``: padded tokens read as zeros (the border an image sees alone) and come out zero."""
         prefix, tokens = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens :]
         B, N, C = tokens.shape
         H, W = hw
         if N != H * W:
             raise ValueError(f"PEG got {N} tokens for a {H}x{W} map")
+        if padding is not None:
+            tokens = padding.zero_tokens(tokens)
         feat = tokens.transpose(1, 2).reshape(B, C, H, W)  # (B, N, C) -> (B, C, H, W)
         out = self.proj(feat)
         out += feat  # in place: the conv's backward needs its input, not its output
         tokens = out.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, N, C)
+        if padding is not None:
+            tokens = padding.zero_tokens(tokens)
         return torch.cat((prefix, tokens), dim=1) if self.num_prefix_tokens else tokens
 
 
@@ -127,7 +134,10 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps) if norm else nn.Identity()
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Size2D]:
+    def forward(self, x: Tensor, padding: Padding | None = None) -> tuple[Tensor, Size2D]:
+        """``padding`` (of the input map): padded positions read as zeros, as beyond an image's border."""
+        if padding is not None:
+            x = padding.zero_map(x)
         p = self.patch_size
         pad_h, pad_w = -x.shape[-2] % p, -x.shape[-1] % p
         if pad_h or pad_w:
@@ -181,11 +191,11 @@ class Attention(_AttentionBase):
         super().__init__(dim, num_heads, attn_drop, proj_drop)
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
 
-    def forward(self, x: Tensor, hw: Size2D | None = None) -> Tensor:
+    def forward(self, x: Tensor, hw: Size2D | None = None, padding: Padding | None = None) -> Tensor:
         B, N, C = x.shape
         # (B, N, 3C) -> (3, B, heads, N, head_dim)
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        x = self._sdpa(qkv[0], qkv[1], qkv[2])
+        x = self._sdpa(qkv[0], qkv[1], qkv[2], None if padding is None else padding.key_mask())
         x = x.transpose(1, 2).reshape(B, N, C)  # (B, heads, N, head_dim) -> (B, N, C)
         return self.proj_drop(self.proj(x))
 
@@ -218,21 +228,30 @@ class GlobalSubsampledAttention(_AttentionBase):
             self.sr = None
             self.norm = None
 
-    def forward(self, x: Tensor, hw: Size2D) -> Tensor:
+    def forward(self, x: Tensor, hw: Size2D, padding: Padding | None = None) -> Tensor:
+        """``padding``: padded tokens are zero where the sub-sampling conv reads them and never keys."""
         B, N, C = x.shape
         q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, hd)
+        mask = None
         if self.sr is not None:
             H, W = hw
+            if padding is not None:
+                x = padding.zero_tokens(x)
             feat = x.transpose(1, 2).reshape(B, C, H, W)  # (B, N, C) -> (B, C, H, W)
             r = self.sr_ratio
             pad_h, pad_w = -H % r, -W % r
             if pad_h or pad_w:
                 feat = F.pad(feat, (0, pad_w, 0, pad_h))
-            x = self.norm(self.sr(feat).flatten(2).transpose(1, 2))  # (B, C, h, w) -> (B, M, C)
+            feat = self.sr(feat)
+            x = self.norm(feat.flatten(2).transpose(1, 2))  # (B, C, h, w) -> (B, M, C)
+            if padding is not None:
+                mask = padding.downsample(r, feat.shape[-2:]).key_mask()
+        elif padding is not None:
+            mask = padding.key_mask()
         M = x.shape[1]
         # (B, M, 2C) -> (2, B, heads, M, head_dim)
         kv = self.kv(x).reshape(B, M, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        x = self._sdpa(q, kv[0], kv[1])
+        x = self._sdpa(q, kv[0], kv[1], mask)
         x = x.transpose(1, 2).reshape(B, N, C)  # (B, heads, N, hd) -> (B, N, C)
         return self.proj_drop(self.proj(x))
 
@@ -276,7 +295,8 @@ class LocallyGroupedAttention(_AttentionBase):
         valid = valid.reshape(Hp // ws, ws, Wp // ws, ws).transpose(1, 2).reshape(-1, ws * ws)
         return valid[None, :, None, None, :]
 
-    def forward(self, x: Tensor, hw: Size2D) -> Tensor:
+    def forward(self, x: Tensor, hw: Size2D, padding: Padding | None = None) -> Tensor:
+        """``padding``: batch padding is masked out of every window like the map's own ceil padding."""
         B, N, C = x.shape
         H, W = hw
         ws = self.window_size
@@ -290,8 +310,9 @@ class LocallyGroupedAttention(_AttentionBase):
         x = x.reshape(B, nh, ws, nw, ws, C).transpose(2, 3).reshape(B, nh * nw, ws * ws, C)
         # (B, nW, ws*ws, 3C) -> (3, B*nW, heads, ws*ws, head_dim)
         qkv = self.qkv(x).reshape(B * nh * nw, ws * ws, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        mask = self.key_padding_mask(hw, ws, x.device)
-        if mask is not None:
+        if padding is not None:
+            mask = padding.window_key_mask(ws)  # covers the ceil padding above as well
+        elif (mask := self.key_padding_mask(hw, ws, x.device)) is not None:
             # (1, nW, 1, 1, L) -> (B*nW, 1, 1, L): one row per window, broadcast over heads and queries
             mask = mask.expand(B, -1, -1, -1, -1).reshape(B * nh * nw, 1, 1, ws * ws)
         x = self._sdpa(qkv[0], qkv[1], qkv[2], mask)
@@ -305,7 +326,7 @@ class TransformerBlock(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``.
 
     Args:
-        attn: The token mixer; takes ``(x, hw)``.
+        attn: The token mixer; takes ``(x, hw, padding)``.
         norm_eps: LayerNorm eps (1e-6 in CPVT, PCPVT and SVT blocks).
     """
 
@@ -325,8 +346,8 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
 
-    def forward(self, x: Tensor, hw: Size2D) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), hw))
+    def forward(self, x: Tensor, hw: Size2D, padding: Padding | None = None) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), hw, padding))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 

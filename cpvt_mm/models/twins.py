@@ -34,6 +34,7 @@ from .layers import (
     checkpoint_seq,
     init_weights_,
 )
+from .padding import Padding, attach, lookup
 from .utils import check_image_batch, normalize_indices, resolve_arch
 
 __all__ = ["PCPVT", "SVT", "PyramidStage"]
@@ -81,18 +82,24 @@ class PyramidStage(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6) if out_norm else nn.Identity()
         self.with_cp = False
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Size2D]:
-        """(B, C_in, H, W) -> tokens (B, h*w, C) before the output norm, and (h, w)."""
-        x, hw = self.patch_embed(x)
+    def forward(self, x: Tensor, padding: Padding | None = None) -> tuple[Tensor, Size2D, Padding | None]:
+        """(B, C_in, H, W) -> tokens (B, h*w, C) before the output norm, (h, w), and the tokens' padding.
+
+        ``padding`` describes the input map; with it, padded positions do not influence real ones.
+        """
+        x, hw = self.patch_embed(x, padding)
+        if padding is not None:
+            padding = padding.downsample(self.patch_embed.patch_size, hw)
+            x = padding.zero_tokens(x)
         x = self.pos_drop(x)
         for j, blk in enumerate(self.blocks):
             if self.with_cp and self.training and x.requires_grad:
-                x = checkpoint_seq(blk, x, hw)
+                x = checkpoint_seq(blk, x, hw, padding)
             else:
-                x = blk(x, hw)
+                x = blk(x, hw, padding)
             if j == 0:
-                x = self.peg(x, hw)
-        return x, hw
+                x = self.peg(x, hw, padding)
+        return x, hw, padding
 
 
 @MODELS.register_module()
@@ -199,20 +206,32 @@ class PCPVT(BaseModule):
         self._freeze_stages()
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        """(B, C, H, W) -> tuple of NCHW maps for ``out_indices`` (stage s has stride 4 * 2**s)."""
+    def forward(self, x: Tensor, valid_sizes: Tensor | None = None) -> tuple[Tensor, ...]:
+        """(B, C, H, W) -> tuple of NCHW maps for ``out_indices`` (stage s has stride 4 * 2**s).
+
+        Args:
+            x: Image batch.
+            valid_sizes: ``(B, 2)`` real ``(h, w)`` of each image inside a padded batch (top-left aligned).
+                Padded positions then behave as if they did not exist (:mod:`cpvt_mm.models.padding`), and
+                each output map carries its own valid sizes for a neck to read. Defaults to the sizes a
+                padding-aware data preprocessor attached to ``x``; without any, the plain forward runs.
+        """
         check_image_batch(x, self.in_channels, self.min_input_size, type(self).__name__)
         B = x.shape[0]
+        padding = Padding.from_pixels(lookup(x) if valid_sizes is None else valid_sizes, x)
         outs = []
         last = self.out_indices[-1]
         for s, stage in enumerate(self.stages[: last + 1]):
-            tokens, (h, w) = stage(x)
+            tokens, (h, w), padding = stage(x, padding)
             x = tokens.transpose(1, 2).reshape(B, -1, h, w)  # (B, N, C) -> (B, C, h, w)
             if s in self.out_indices:
                 # (B, N, C) -> (B, C, h, w) after the stage's output norm; contiguous NCHW because some
                 # consumers (mmcv's RoIAlign) read raw NCHW memory and would pool scrambled features
                 # from the channels-last view the transpose gives.
-                outs.append(stage.norm(tokens).transpose(1, 2).reshape(B, -1, h, w).contiguous())
+                out = stage.norm(tokens).transpose(1, 2).reshape(B, -1, h, w)
+                if padding is not None:
+                    out = attach(padding.zero_map(out).contiguous(), padding.sizes.cpu())
+                outs.append(out.contiguous())
         return tuple(outs)
 
     # ------------------------------------------------------------------ training affordances
