@@ -11,13 +11,17 @@ symptom cannot occur, and has a test in ``tests/test_compat.py`` that fails with
    before torchvision is imported, and route ``torchvision.ops.nms`` to it. torchvision's other ops
    (``roi_align`` ...) then use their own pure-PyTorch fallbacks.
 
-2. Resuming under torch >= 2.6, where ``torch.load`` defaults to ``weights_only=True``. An mmengine
+2. Checkpoints under torch >= 2.6, where ``torch.load`` defaults to ``weights_only=True``. An mmengine
    ``Runner`` checkpoint holds a few non-tensor objects (``HistoryBuffer`` in the message hub, numpy
    arrays and scalars), so resume dies with ``UnpicklingError: Unsupported global:
-   mmengine.logging.history_buffer.HistoryBuffer``. Fix: allow-list exactly those objects with
-   ``torch.serialization.add_safe_globals`` and make mmengine's local-file loader always use
-   ``weights_only=True``. Anything else in a checkpoint (``os.system``, a lambda, an arbitrary class) is
-   refused with :class:`UnsafeCheckpointError` before any of it runs; there is no unsafe fallback.
+   mmengine.logging.history_buffer.HistoryBuffer``; and mmengine's URL loaders (``https://``,
+   ``torchvision://``, ``open-mmlab://``, ``mmcls://`` ...) go through ``torch.hub.load_state_dict_from_url``,
+   whose default ``weights_only=False`` runs whatever a downloaded file pickled. Fix: every scheme
+   mmengine registers is re-registered with a loader that ends in :func:`cpvt_mm.checkpoint.load_checkpoint_file`
+   (a checked allow-list, always ``weights_only=True`` explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
+   cannot reopen it). Saving goes the other way: mmengine writes checkpoints in place (a kill leaves a
+   truncated file); the ``save_checkpoint`` its ``Runner`` and ``CheckpointHook`` call is replaced by one
+   that writes local files atomically and durably, with a tensor digest (:mod:`cpvt_mm.checkpoint`).
 
 4. ``cpvt_mm::`` config references. MMEngine resolves ``package::path`` only for packages in its own
    ``MODULE2PACKAGE`` table; cpvt_mm adds itself so configs can inherit ``cpvt_mm::classification/...``
@@ -34,22 +38,39 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import io
+import os
 import os.path as osp
-import pickle
 import sys
+import tempfile
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
 
-__all__ = ["UnsafeCheckpointError", "apply", "load_checkpoint_file", "safe_checkpoint_globals"]
+from .checkpoint import (
+    CheckpointError,
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+    _install_allow_list,
+    add_digest,
+    load_checkpoint_file,
+    safe_checkpoint_globals,
+    save_checkpoint,
+)
+
+__all__ = [
+    "CheckpointError",
+    "CorruptCheckpointError",
+    "UnsafeCheckpointError",
+    "apply",
+    "load_checkpoint_file",
+    "safe_checkpoint_globals",
+]
 
 _APPLIED = False
 _TORCHVISION_LIB: Any = None  # keeps the torch.library registration alive
-
-
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint holds pickled objects outside the allow-list; it was not loaded and nothing ran."""
 
 
 # --------------------------------------------------------------------------- 1. torchvision on CPU torch
@@ -119,70 +140,166 @@ def patch_torchvision() -> bool:
 
 
 # --------------------------------------------------------------------------- 2. safe checkpoints
-def safe_checkpoint_globals() -> list[Any]:
-    """Exactly the non-tensor objects an mmengine ``Runner`` checkpoint holds (beyond torch's defaults)."""
-    from mmengine.logging.history_buffer import HistoryBuffer
-
-    core = np._core if hasattr(np, "_core") else np.core  # numpy 2 renamed core -> _core
-    allowed: list[Any] = [
-        HistoryBuffer,
-        (_history_buffer_getattr, "builtins.getattr"),
-        core.multiarray._reconstruct,
-        core.multiarray.scalar,
-        np.ndarray,
-        np.dtype,
-    ]
-    # numpy >= 1.25 pickles dtypes through their classes (np.dtypes.Float64DType, ...).
-    dtypes = getattr(np, "dtypes", None)
-    if dtypes is not None:
-        allowed += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
-    return allowed
+def _load_local(filename: str, map_location: Any = None) -> Any:
+    """mmengine's ``''`` scheme: a path on this machine."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f"checkpoint {filename} not found")
+    return load_checkpoint_file(filename, map_location)
 
 
-def _history_buffer_getattr(obj: Any, name: str) -> Any:
-    """Stand-in for ``builtins.getattr`` inside checkpoints, limited to ``HistoryBuffer``'s statistics.
-
-    mmengine pickles the message hub's ``HistoryBuffer`` with its statistics methods, which pickle as
-    ``getattr(HistoryBuffer, 'min')``. Allow-listing the real ``getattr`` would let a checkpoint reach any
-    attribute of any allowed object (``__globals__`` and from there ``os``), so only these lookups resolve.
-    """
-    from mmengine.logging.history_buffer import HistoryBuffer
-
-    if obj is HistoryBuffer and name in ({"min", "max", "mean", "current"} | set(HistoryBuffer._statistics_methods)):
-        return getattr(obj, name)
-    raise UnsafeCheckpointError(
-        f"checkpoint asks for getattr({obj!r}, {name!r}); only HistoryBuffer statistics are allowed"
-    )
+def _hub_cache_path(url: str, model_dir: str | None = None) -> str:
+    """Where torch hub keeps ``url`` (``$TORCH_HOME/hub/checkpoints/<name>``), the cache mmengine also uses."""
+    model_dir = model_dir or osp.join(torch.hub.get_dir(), "checkpoints")
+    return osp.join(model_dir, osp.basename(urlparse(url).path))
 
 
-def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
-    """``torch.load`` with ``weights_only=True`` that explains a refusal instead of suggesting unsafe loads."""
+def _download(url: str, cached: str, progress: bool) -> None:
+    if osp.exists(cached):
+        return
+    os.makedirs(osp.dirname(cached), exist_ok=True)
+    sys.stderr.write(f"Downloading: {url!r} to {cached}\n")
+    torch.hub.download_url_to_file(url, cached, progress=progress)  # writes a temp file, then renames
+
+
+def _load_http(filename: str, map_location: Any = None, model_dir: str | None = None, progress: bool = False) -> Any:
+    """``http(s)://``: download once into torch hub's cache (rank 0 first), then load it like a local file."""
+    from mmengine.dist import get_dist_info
+
+    cached = _hub_cache_path(filename, model_dir)
+    rank, world_size = get_dist_info()
+    if rank == 0:
+        _download(filename, cached, progress)
+    if world_size > 1:
+        torch.distributed.barrier()
+        _download(filename, cached, progress)  # ranks on other machines
+    return load_checkpoint_file(cached, map_location)
+
+
+def _load_torchvision(filename: str, map_location: Any = None) -> Any:
+    """``torchvision://NAME`` (and the deprecated ``modelzoo://NAME``): torchvision's model URL table."""
+    from mmengine.runner.checkpoint import get_torchvision_models
+
+    name = filename.split("://", 1)[1]
+    urls = get_torchvision_models()
+    if name not in urls:
+        raise KeyError(f"{filename}: torchvision has no model named {name!r}")
+    return _load_http(urls[name], map_location)
+
+
+def _load_openmmlab(filename: str, map_location: Any = None) -> Any:
+    """``open-mmlab://NAME`` / ``openmmlab://NAME``: mmengine's model table (URLs or files in its home)."""
+    from mmengine.runner.checkpoint import _get_mmengine_home, get_deprecated_model_names, get_external_models
+
+    name = filename.split("://", 1)[1]
+    name = get_deprecated_model_names().get(name, name)
+    urls = get_external_models()
+    if name not in urls:
+        raise KeyError(f"{filename}: mmengine knows no OpenMMLab model named {name!r}")
+    url = urls[name]
+    if url.startswith(("http://", "https://")):
+        return _load_http(url, map_location)
+    return _load_local(osp.join(_get_mmengine_home(), url), map_location)
+
+
+def _load_mmcls(filename: str, map_location: Any = None) -> Any:
+    """``mmcls://NAME``: mmengine's mmcls model table, with mmcls's key renaming."""
+    from mmengine.runner.checkpoint import _process_mmcls_checkpoint, get_mmcls_models
+
+    name = filename.split("://", 1)[1]
+    urls = get_mmcls_models()
+    if name not in urls:
+        raise KeyError(f"{filename}: mmengine knows no mmcls model named {name!r}")
+    return _process_mmcls_checkpoint(_load_http(urls[name], map_location))
+
+
+def _load_pavi(filename: str, map_location: Any = None) -> Any:
+    """``pavi://``: download from pavi's model cloud into a temporary folder, then load safely."""
     try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        # torch wraps the unpickler's reason in advice to retry with weights_only=False; keep the reason only.
-        text = str(e)
-        reason = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0].strip()
+        from pavi import modelcloud
+    except ImportError as e:
+        raise ImportError("Please install pavi to load checkpoint from modelcloud.") from e
+    model = modelcloud.get(filename[len("pavi://") :])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, model.name)
+        model.download(path)
+        return load_checkpoint_file(path, map_location)
+
+
+def _load_object_storage(filename: str, map_location: Any = None, backend: str = "petrel") -> Any:
+    """``s3://`` / ``petrel://``: fetch the bytes with mmengine's file backend, then load them safely."""
+    from mmengine.fileio import get_file_backend
+
+    data = get_file_backend(filename, backend_args={"backend": backend}).get(filename)
+    with io.BytesIO(data) as buffer:
+        buffer.name = filename  # named in error messages
+        return load_checkpoint_file(buffer, map_location)
+
+
+# mmengine 0.10.7's schemes (runner/checkpoint.py) -> the safe loader for each
+SAFE_LOADERS: dict[str, Any] = {
+    "": _load_local,
+    "http://": _load_http,
+    "https://": _load_http,
+    "pavi://": _load_pavi,
+    r"(\S+\:)?s3://": _load_object_storage,
+    r"(\S+\:)?petrel://": _load_object_storage,
+    "modelzoo://": _load_torchvision,
+    "torchvision://": _load_torchvision,
+    "open-mmlab://": _load_openmmlab,
+    "openmmlab://": _load_openmmlab,
+    "mmcls://": _load_mmcls,
+}
+
+
+def _refuse_unknown_scheme(prefix: str) -> Any:
+    def load(filename: str, map_location: Any = None, *args: Any, **kwargs: Any) -> Any:
         raise UnsafeCheckpointError(
-            f"Refusing to load checkpoint {filename!r}: it contains pickled objects that are not on cpvt_mm's "
-            f"allow-list of checkpoint contents ({reason}). Loading it could execute arbitrary code, so "
-            "nothing was loaded. Only load checkpoints written by mmengine/torch (tensors, dicts, numpy "
-            "arrays, mmengine HistoryBuffer); convert foreign checkpoints to a plain state dict first."
-        ) from None
+            f"refusing to load checkpoint {filename}: its scheme {prefix!r} has no weights-only loader in "
+            "cpvt_mm (mmengine's own loader for it would unpickle with weights_only=False)"
+        )
+
+    return load
 
 
 def patch_checkpoint_loading() -> None:
-    torch.serialization.add_safe_globals(safe_checkpoint_globals())
+    """Route every scheme mmengine registered through the safe loader; refuse schemes we do not know."""
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    def load_from_local(filename: str, map_location: Any = None) -> Any:
-        filename = osp.expanduser(filename)
-        if not osp.isfile(filename):
-            raise FileNotFoundError(f"{filename} can not be found.")
-        return load_checkpoint_file(filename, map_location)
+    _install_allow_list()
+    for prefix in list(CheckpointLoader._schemes):
+        loader = SAFE_LOADERS.get(prefix) or _refuse_unknown_scheme(prefix)
+        CheckpointLoader.register_scheme(prefixes=prefix, loader=loader, force=True)
 
-    # '' is mmengine's scheme for local paths; force=True replaces its loader (same signature).
-    CheckpointLoader.register_scheme(prefixes="", loader=load_from_local, force=True)
+
+def _safe_save_checkpoint(
+    checkpoint: dict,
+    filename: str,
+    file_client_args: dict | None = None,
+    backend_args: dict | None = None,
+) -> None:
+    """mmengine's ``save_checkpoint`` signature; local files are written atomically, with a digest."""
+    if "://" in filename or file_client_args is not None or (backend_args or {}).get("backend") not in (None, "local"):
+        add_digest(checkpoint)
+        _MMENGINE_SAVE_CHECKPOINT(checkpoint, filename, file_client_args, backend_args)
+        return
+    save_checkpoint(checkpoint, filename)
+
+
+_MMENGINE_SAVE_CHECKPOINT: Any = None
+
+
+def patch_checkpoint_saving() -> None:
+    """Make the ``save_checkpoint`` that ``Runner.save_checkpoint`` and ``CheckpointHook`` call atomic."""
+    global _MMENGINE_SAVE_CHECKPOINT
+    import mmengine.hooks.checkpoint_hook as hook_module
+    import mmengine.runner.checkpoint as checkpoint_module
+    import mmengine.runner.runner as runner_module
+
+    if _MMENGINE_SAVE_CHECKPOINT is None:
+        _MMENGINE_SAVE_CHECKPOINT = checkpoint_module.save_checkpoint
+    runner_module.save_checkpoint = _safe_save_checkpoint
+    hook_module.save_checkpoint = _safe_save_checkpoint
 
 
 # --------------------------------------------------------------------------- 3. numpy 2
@@ -219,6 +336,7 @@ def apply() -> None:
     patch_torchvision()
     patch_numpy()
     patch_checkpoint_loading()
+    patch_checkpoint_saving()
     register_config_package()
     _APPLIED = True
 

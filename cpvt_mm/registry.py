@@ -6,6 +6,7 @@ into mmpretrain's or mmseg's registries (they have their own ``PCPVT``/``SVT``) 
 ``default_scope``.
 """
 
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
@@ -20,4 +21,6 @@ OPTIM_WRAPPERS = Registry(
     "optim_wrapper", parent=MMENGINE_OPTIM_WRAPPERS, scope="cpvt_mm", locations=["cpvt_mm.engine"]
 )
 
-__all__ = ["MODELS", "MODEL_WRAPPERS", "OPTIM_WRAPPERS"]
+HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope="cpvt_mm", locations=["cpvt_mm.engine"])
+
+__all__ = ["HOOKS", "MODELS", "MODEL_WRAPPERS", "OPTIM_WRAPPERS"]

@@ -13,6 +13,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import cpvt_mm  # noqa: F401
+from cpvt_mm.checkpoint import CheckpointError
 from cpvt_mm.engine import prepare_distributed
 
 
@@ -36,12 +37,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Evaluate; returns the metrics. A missing or unloadable checkpoint exits with one line (status 1)."""
+    try:
+        return _test(parse_args(argv))
+    except (CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _test(args: argparse.Namespace) -> dict:
     from mmengine.config import Config
     from mmengine.evaluator import DumpResults
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
-    args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f"checkpoint {args.checkpoint} not found")
     cfg = Config.fromfile(args.config)

@@ -16,7 +16,15 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without install
 
 import cpvt_mm  # noqa: F401  (compat layer and registries before any toolkit import)
-from cpvt_mm.engine import prepare_distributed
+from cpvt_mm.checkpoint import CheckpointError
+from cpvt_mm.engine import (
+    WorkDirBusyError,
+    WorkDirLock,
+    find_resume_checkpoint,
+    prepare_distributed,
+    process_rank,
+    use_safe_checkpoint_hook,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,18 +93,39 @@ def build_config(args: argparse.Namespace):
             raise FileNotFoundError(f"--resume {args.resume}: no such checkpoint file")
         cfg.resume = True
         cfg.load_from = args.resume
+    use_safe_checkpoint_hook(cfg)  # atomic saves, pointer after file, deletions last: whatever the config says
     return prepare_distributed(cfg, args.launcher)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _checkpoint_dirs(cfg) -> tuple[str, ...]:
+    """Where the checkpoint hook writes besides the work dir (its ``out_dir``/<work dir name>)."""
+    out_dir = (cfg.get("default_hooks") or {}).get("checkpoint", {}).get("out_dir")
+    return (osp.join(out_dir, osp.basename(cfg.work_dir.rstrip(osp.sep))),) if out_dir else ()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train; returns the exit status. Checkpoint and work-dir problems end in one line, not a traceback."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
     args = parse_args(argv)
-    cfg = build_config(args)
-    runner = RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
-    runner.train()
+    try:
+        cfg = build_config(args)
+        lock = WorkDirLock(cfg.work_dir).acquire() if process_rank() == 0 else None
+        try:
+            if args.resume == "auto":
+                found = find_resume_checkpoint(cfg.work_dir, _checkpoint_dirs(cfg))
+                cfg.resume, cfg.load_from = found is not None, found
+            runner = RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
+            runner.train()
+        finally:
+            if lock is not None:
+                lock.release()
+    except (CheckpointError, WorkDirBusyError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

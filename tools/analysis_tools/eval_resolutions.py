@@ -41,6 +41,7 @@ from typing import Any
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a checkout
 
 import cpvt_mm  # noqa: F401  (compat layer and registries before any toolkit import)
+from cpvt_mm.checkpoint import CheckpointError
 from cpvt_mm.engine import prepare_distributed
 
 GEOMETRIC_STEPS = ("Resize", "ResizeEdge", "CenterCrop")
@@ -296,4 +297,8 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

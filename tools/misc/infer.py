@@ -28,6 +28,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import numpy as np
 
 import cpvt_mm  # noqa: F401  (compat layer and registries before any toolkit import)
+from cpvt_mm.checkpoint import CheckpointError
 from cpvt_mm.fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -129,8 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
     # every registry lookup (transforms, visualisers) must resolve in the config's toolkit, whatever scope an
     # earlier caller in this process left as the default
-    with DefaultScope.overwrite_default_scope(scope):
-        drawn = RENDERERS[scope](cfg, args.checkpoint, args.image, device, args.score_thr)
+    try:
+        with DefaultScope.overwrite_default_scope(scope):
+            drawn = RENDERERS[scope](cfg, args.checkpoint, args.image, device, args.score_thr)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     write_png_atomic(drawn, args.out)
     print(f"wrote {args.out} ({scope} prediction, {drawn.shape[1]}x{drawn.shape[0]})")
     return 0

@@ -3,7 +3,8 @@
 Accepts the authors' / timm layout, mmpretrain's and mmsegmentation's (see
 :mod:`cpvt_mm.models.converters`), checks the result strictly against the matching cpvt_mm backbone
 (names *and* shapes), and only then writes DST, atomically, so a failed or interrupted conversion never
-leaves a half-written or silently mismatched file behind. The source is read with ``weights_only=True``.
+leaves a half-written or silently mismatched file behind; DST carries a SHA-256 of its tensors, which every
+cpvt_mm load verifies. The source is read with cpvt_mm's safe loader (weights only, checked allow-list).
 
 Example::
 
@@ -23,8 +24,7 @@ import torch
 from torch import nn
 
 from cpvt_mm import MODELS  # importing cpvt_mm applies its compatibility layer and registers the models
-from cpvt_mm.compat import UnsafeCheckpointError, load_checkpoint_file
-from cpvt_mm.fileio import atomic_torch_save
+from cpvt_mm.checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint
 from cpvt_mm.models.converters import FAMILIES, KeyReport, check_state_dict, convert_twins_checkpoint
 
 ARCHS = tuple(f"{family}-{size}" for family, cls in FAMILIES.items() for size in cls.arch_zoo)
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         checkpoint = load_checkpoint_file(args.src, map_location="cpu")
         converted = convert_twins_checkpoint(checkpoint, args.arch)
-    except (OSError, UnsafeCheckpointError, ValueError) as e:
+    except (OSError, CheckpointError, ValueError, KeyError, TypeError) as e:
         print(f"error: cannot convert {args.src}: {e}", file=sys.stderr)
         return 1
     state_dict, meta = converted["state_dict"], converted["meta"]
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     meta["arch"] = arch
-    atomic_torch_save(converted, args.dst)
+    save_checkpoint(converted, args.dst)  # atomic, with a tensor digest that loading verifies
     num_params = sum(v.numel() for k, v in state_dict.items() if k.startswith("backbone."))
     head = f"linear head, {meta['num_classes']} classes" if meta.get("num_classes") else "no classification head"
     print(f"converted {args.src} ({meta.get('source_format')} layout) -> {args.dst}")
