@@ -90,12 +90,16 @@ def logits_and_preds(model: torch.nn.Module, size: tuple[int, int]) -> tuple[tor
 
     h, w = size
     image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8)
-    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w))
+    meta = dict(img_shape=(h, w), ori_shape=(h, w))
     with torch.no_grad():
         data = model.data_preprocessor(dict(inputs=[image], data_samples=[SegDataSample(metainfo=meta)]))
-        logits = model.inference(data["inputs"], [dict(meta)])
+        metas = [s.metainfo for s in data["data_samples"]]
+        logits = model.inference(data["inputs"], metas)
         preds = model.test_step(dict(inputs=[image], data_samples=[SegDataSample(metainfo=meta)]))
-    return logits, preds
+    # The configs pad whole images to the total stride (test_cfg size_divisor=32); mmseg crops that padding
+    # off the logits before anything else.
+    left, right, top, bottom = metas[0].get("img_padding_size", (0, 0, 0, 0))
+    return logits[..., top : logits.shape[-2] - bottom, left : logits.shape[-1] - right], preds
 
 
 @pytest.fixture(scope="module", autouse=True)

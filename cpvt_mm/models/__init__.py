@@ -1,9 +1,14 @@
 """cpvt_mm models: the PEG and layers, plain CPVT, PCPVT and SVT (registered in ``cpvt_mm.registry``)."""
 
 from .cpvt import CPVT
-from .data_preprocessor import MultiScaleTrainPreprocessor
+from .data_preprocessor import (
+    MultiScaleTrainPreprocessor,
+    PaddingAwareDetDataPreprocessor,
+    PaddingAwareSegDataPreProcessor,
+)
 from .layers import PEG, set_fused_attn, use_fused_attn
 from .necks import LayerNorm2d, SimpleFeaturePyramid
+from .padding import attach, lookup
 from .twins import PCPVT, SVT
 
 __all__ = [
@@ -13,7 +18,11 @@ __all__ = [
     "SVT",
     "LayerNorm2d",
     "MultiScaleTrainPreprocessor",
+    "PaddingAwareDetDataPreprocessor",
+    "PaddingAwareSegDataPreProcessor",
     "SimpleFeaturePyramid",
+    "attach",
+    "lookup",
     "set_fused_attn",
     "use_fused_attn",
 ]

@@ -1,20 +1,26 @@
-"""Multi-resolution training for classification: a random input size per batch.
+"""Data preprocessors: multi-resolution classification batches, and padding-aware dense-task batches.
 
-Only a model without a position table can do this without tricks: a CPVT sees a different token grid each
-batch and its PEG adapts, where a ViT/DeiT would need its table interpolated every step.
+Only a model without a position table can take a different input size every batch without tricks: a CPVT sees
+a different token grid each time and its PEG adapts, where a ViT/DeiT would need its table interpolated.
+Detection and segmentation go further and put images of different sizes into one zero-padded batch; the
+padding-aware preprocessors tell the backbone where each image ends (:mod:`cpvt_mm.models.padding`).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor
 
 from ..registry import MODELS
+from .padding import attach
 
-__all__ = ["MultiScaleTrainPreprocessor"]
+__all__ = ["MultiScaleTrainPreprocessor", "PaddingAwareDetDataPreprocessor", "PaddingAwareSegDataPreProcessor"]
 
 
 @MODELS.register_module()
@@ -61,3 +67,65 @@ class MultiScaleTrainPreprocessor(BaseDataPreprocessor):
                 kw = {} if self.mode == "nearest" else {"align_corners": False}
                 data["inputs"] = F.interpolate(inputs, size=self.sizes[idx], mode=self.mode, **kw)
         return data
+
+
+# --------------------------------------------------------------------------- padding-aware dense batches
+def _valid_sizes(data_in: dict, data_out: dict) -> list[tuple[int, int]]:
+    """Each image's real ``(h, w)`` inside the padded batch ``data_out['inputs']``.
+
+    ``img_shape`` in the data samples is authoritative (mmdet's batch augments and mmseg's ``stack_batch``
+    keep it current); without data samples, the shapes of the unpadded input list are used.
+    """
+    inputs = data_out["inputs"]
+    samples = data_out.get("data_samples")
+    if samples is not None and all("img_shape" in s.metainfo for s in samples):
+        sizes = [tuple(int(v) for v in s.metainfo["img_shape"][:2]) for s in samples]
+    elif isinstance(data_in.get("inputs"), (list, tuple)):
+        sizes = [tuple(int(v) for v in t.shape[-2:]) for t in data_in["inputs"]]
+    else:  # already a stacked tensor: nothing was padded here
+        sizes = [tuple(inputs.shape[-2:])] * inputs.shape[0]
+    H, W = inputs.shape[-2:]
+    return [(min(h, H), min(w, W)) for h, w in sizes]
+
+
+@functools.cache
+def _padding_aware_class(module: str, base_name: str, name: str) -> type:
+    """A subclass of the host's preprocessor that attaches each image's valid size to the batch tensor."""
+    base = getattr(importlib.import_module(module), base_name)
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        shapes = {"inputs": list(data["inputs"])} if isinstance(data.get("inputs"), (list, tuple)) else {}
+        out = base.forward(self, data, training)
+        attach(out["inputs"], _valid_sizes(shapes, out))
+        return out
+
+    doc = (
+        f"``{base_name}`` that also tells cpvt_mm backbones where each image of the padded batch ends, so "
+        "an image's features do not depend on its batch-mates or on the padding (same arguments)."
+    )
+    return type(name, (base,), {"forward": forward, "__doc__": doc, "__module__": __name__})
+
+
+@MODELS.register_module()
+def PaddingAwareDetDataPreprocessor(**kwargs: Any) -> BaseDataPreprocessor:
+    """mmdet's ``DetDataPreprocessor`` (same arguments) whose batches carry each image's valid size.
+
+    mmdet is imported only when one is built, so ``import cpvt_mm`` stays light.
+    """
+    cls = _padding_aware_class(
+        "mmdet.models.data_preprocessors", "DetDataPreprocessor", "PaddingAwareDetDataPreprocessor"
+    )
+    return cls(**kwargs)
+
+
+@MODELS.register_module()
+def PaddingAwareSegDataPreProcessor(**kwargs: Any) -> BaseDataPreprocessor:
+    """mmseg's ``SegDataPreProcessor`` (same arguments) whose batches carry each image's valid size.
+
+    Pair it with ``test_cfg=dict(size_divisor=32)``: whole-image inference then pads to the total stride and
+    mmseg crops the logits back, which is pixel-aligned at any size once padding does not leak.
+    """
+    cls = _padding_aware_class(
+        "mmseg.models.data_preprocessor", "SegDataPreProcessor", "PaddingAwareSegDataPreProcessor"
+    )
+    return cls(**kwargs)

@@ -19,6 +19,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ..registry import MODELS
+from .padding import Padding, attach, lookup
 
 __all__ = ["LayerNorm2d", "SimpleFeaturePyramid"]
 
@@ -70,15 +71,37 @@ class _PyramidLevel(nn.Module):
 
     def __init__(self, scale: float, in_channels: int, out_channels: int, eps: float) -> None:
         super().__init__()
+        self.scale = scale
         self.resample, channels = _resample(scale, in_channels, eps)
         self.lateral_conv = nn.Conv2d(channels, out_channels, kernel_size=1, bias=False)
         self.lateral_norm = LayerNorm2d(out_channels, eps=eps)
         self.output_conv = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=False)
         self.output_norm = LayerNorm2d(out_channels, eps=eps)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.lateral_norm(self.lateral_conv(self.resample(x)))
-        return self.output_norm(self.output_conv(x))
+    def forward(self, x: Tensor, padding: Padding | None = None) -> tuple[Tensor, Padding | None]:
+        """NCHW map (and its padding) -> resampled, projected map (and its padding).
+
+        With ``padding``, padded positions never reach real ones: the max-pool sees them as ``-inf`` and the
+        3x3 conv as zeros (what it sees beyond the border of an image alone). The deconvs and 1x1 convs do
+        not mix positions.
+        """
+        if padding is not None and self.scale < 1:
+            x = x.masked_fill(~padding.grid[:, None], float("-inf"))
+        x = self.resample(x)
+        if padding is not None:
+            if self.scale >= 1:
+                k = int(self.scale)
+                padding = Padding(padding.sizes * k, x.shape[-2:], x.device)
+            else:
+                padding = padding.downsample(2, x.shape[-2:])
+                x = x.masked_fill(~padding.grid[:, None], 0.0)  # windows of padding only pooled -inf
+        x = self.lateral_norm(self.lateral_conv(x))
+        if padding is not None:
+            x = padding.zero_map(x)
+        x = self.output_norm(self.output_conv(x))
+        if padding is not None:
+            x = padding.zero_map(x)
+        return x, padding
 
 
 @MODELS.register_module()
@@ -133,10 +156,21 @@ class SimpleFeaturePyramid(BaseModule):
     def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
         """Backbone outputs (the last one, NCHW, is used) -> ``num_outs`` NCHW maps, finest first."""
         x = inputs[-1]
-        outs = [level(x) for level in self.levels]
+        sizes = lookup(x)  # attached by a padding-aware backbone when the batch is padded
+        padding = None if sizes is None else Padding(sizes, x.shape[-2:], x.device)
+        outs, paddings = [], []
+        for level in self.levels:
+            out, out_padding = level(x, padding)
+            outs.append(out)
+            paddings.append(out_padding)
         while len(outs) < self.num_outs:
             outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))  # ceil(h / 2) x ceil(w / 2)
+            if padding is not None:
+                paddings.append(paddings[-1].downsample(2, outs[-1].shape[-2:]))
         # LayerNorm2d's permutes (and the backbone's token -> map reshape) leave channels-last strides, and
         # mmcv's RoIAlign (CPU and CUDA kernels alike) reads its input as NCHW-contiguous memory without
         # checking: the RoI heads would pool scrambled features.
-        return tuple(o.contiguous() for o in outs)
+        outs = [o.contiguous() for o in outs]
+        if padding is not None:
+            outs = [attach(o, p.sizes.cpu()) for o, p in zip(outs, paddings)]
+        return tuple(outs)

@@ -13,6 +13,8 @@ _base_ = [
 custom_imports = dict(imports=["cpvt_mm"], allow_failed_imports=False)
 
 model = dict(
+    # Padding-aware batches (cpvt_mm.models.padding): padded positions never reach an image's own features.
+    data_preprocessor=dict(type="cpvt_mm.PaddingAwareDetDataPreprocessor"),
     backbone=dict(
         _delete_=True,
         type="cpvt_mm.PCPVT",

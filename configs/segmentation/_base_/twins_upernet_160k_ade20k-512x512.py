@@ -19,7 +19,10 @@ _base_ = [
 custom_imports = dict(imports=["cpvt_mm"], allow_failed_imports=False)
 
 crop_size = (512, 512)
-data_preprocessor = dict(size=crop_size)
+# Padding-aware batches (cpvt_mm.models.padding): an image's logits do not depend on its batch-mates or on the
+# padding. Whole-image inference pads to the total stride (32) and mmseg crops the logits back, which keeps them
+# pixel-aligned at any size (resizing stride-ceil'd logits onto a non-multiple side shifts them by a few px).
+data_preprocessor = dict(type="cpvt_mm.PaddingAwareSegDataPreProcessor", size=crop_size, test_cfg=dict(size_divisor=32))
 model = dict(
     data_preprocessor=data_preprocessor,
     pretrained=None,
