@@ -202,6 +202,13 @@ def _checked_scalar(dtype: Any, data: Any = None) -> np.generic:
     return np.frombuffer(data, dtype=dtype, count=1)[0].copy()
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    """Stand-in for ``builtins.bytes``: pickle protocol 2 writes ``b''`` (an empty array's data) as ``bytes()``."""
+    if args:
+        raise _Refused(f"bytes{args!r:.80} (only the empty bytes() is allowed)")
+    return b""
+
+
 def _checked_getattr(obj: Any, name: Any) -> _StatisticRef:
     """Stand-in for ``builtins.getattr``: only ``getattr(HistoryBuffer, <statistic>)`` (how mmengine pickles
     the buffer's statistics methods). The real ``getattr`` would reach ``__globals__`` and from there ``os``."""
@@ -221,7 +228,7 @@ def safe_checkpoint_globals() -> list[Any]:
     """
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    allowed: list[Any] = [HistoryBuffer, (_checked_getattr, "builtins.getattr")]
+    allowed: list[Any] = [HistoryBuffer, (_checked_getattr, "builtins.getattr"), (_empty_bytes, "builtins.bytes")]
     for core in ("numpy._core", "numpy.core"):  # numpy 2 / numpy 1 spellings of the same functions
         allowed += [
             (_checked_reconstruct, f"{core}.multiarray._reconstruct"),
