@@ -309,6 +309,17 @@ def _resolve(obj: Any, memo: dict[int, Any]) -> Any:
     return out
 
 
+def _repair_statistics_methods() -> None:
+    """``HistoryBuffer.__setstate__`` copies the pickled statistics into the *class-wide* method table, so
+    the placeholders land there too; put the real methods back (also after a refused load)."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    table = HistoryBuffer._statistics_methods
+    for name, method in list(table.items()):
+        if isinstance(method, _StatisticRef):
+            table[name] = method.resolve()
+
+
 def _check_history_buffer(state: dict[str, Any]) -> None:
     """A ``HistoryBuffer`` may only hold what mmengine puts there: numeric 1-D arrays and a length."""
     if not set(state) <= _HISTORY_FIELDS:
@@ -458,8 +469,11 @@ def _load(f: IO[bytes], filename: str, map_location: Any) -> Any:
     if damage is not None:
         raise CorruptCheckpointError(f"cannot load checkpoint {filename}: {damage}")
     try:
-        obj = torch.load(f, map_location=map_location, weights_only=True)  # explicit: env vars cannot flip it
-        obj = _resolve(obj, {})
+        try:
+            obj = torch.load(f, map_location=map_location, weights_only=True)  # explicit: env vars can't flip it
+            obj = _resolve(obj, {})
+        finally:
+            _repair_statistics_methods()
     except _Refused as e:
         raise _unsafe(filename, str(e)) from None
     except pickle.UnpicklingError as e:
