@@ -13,6 +13,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import cpvt_mm  # noqa: F401
+from cpvt_mm.apis import ConfigOptionError, DatasetError, load_config, validate_datasets
 from cpvt_mm.checkpoint import CheckpointError
 from cpvt_mm.engine import prepare_distributed
 
@@ -37,25 +38,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Evaluate; returns the metrics. A missing or unloadable checkpoint exits with one line (status 1)."""
+    """Evaluate; returns the metrics. Config, data and checkpoint problems exit with one line (status 1)."""
     try:
         return _test(parse_args(argv))
-    except (CheckpointError, FileNotFoundError) as e:
+    except (CheckpointError, FileNotFoundError, ConfigOptionError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 
 
 def _test(args: argparse.Namespace) -> dict:
-    from mmengine.config import Config
     from mmengine.evaluator import DumpResults
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f"checkpoint {args.checkpoint} not found")
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
+    validate_datasets(cfg, ("test",))
     if args.tta:
         if "tta_model" not in cfg or "tta_pipeline" not in cfg:
             raise ValueError(f"--tta: {args.config} defines no tta_model / tta_pipeline")

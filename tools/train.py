@@ -3,6 +3,7 @@
 python tools/train.py configs/classification/pcpvt-small_8xb128_in1k.py
 python tools/train.py CONFIG --resume                 # resume from the latest checkpoint in work_dir
 python tools/train.py CONFIG --amp                    # mixed precision (bf16 on CPU, fp16 on CUDA)
+python tools/train.py CONFIG --from-scratch           # without the config's pretrained backbone weights
 bash tools/dist_train.sh CONFIG 8                     # 8 GPUs (torchrun); gloo on CPU-only machines
 """
 
@@ -16,6 +17,14 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without install
 
 import cpvt_mm  # noqa: F401  (compat layer and registries before any toolkit import)
+from cpvt_mm.apis import (
+    ConfigOptionError,
+    DatasetError,
+    check_pretrained_weights,
+    disable_pretrained_weights,
+    merge_cfg_options,
+    validate_datasets,
+)
 from cpvt_mm.checkpoint import CheckpointError
 from cpvt_mm.engine import (
     WorkDirBusyError,
@@ -45,6 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--amp-dtype", choices=["float16", "bfloat16"], help="AMP dtype (default: float16 on CUDA, bfloat16 on CPU)"
     )
     p.add_argument("--auto-scale-lr", action="store_true", help="scale the lr by the actual total batch size")
+    p.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="ignore the config's pretrained backbone weights (init_cfg type Pretrained): random initialisation",
+    )
     p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config entries, key=value")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     p.add_argument("--local_rank", "--local-rank", type=int, default=0)
@@ -57,9 +71,13 @@ def build_config(args: argparse.Namespace):
     import torch
     from mmengine.config import Config
 
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f"config not found: {args.config}")
+    cfg = merge_cfg_options(Config.fromfile(args.config), args.cfg_options)
+    if args.from_scratch:
+        cleared = disable_pretrained_weights(cfg)
+        if cleared:
+            print(f"--from-scratch: no pretrained weights ({', '.join(cleared)} cleared)")
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir") is None:
@@ -93,6 +111,8 @@ def build_config(args: argparse.Namespace):
             raise FileNotFoundError(f"--resume {args.resume}: no such checkpoint file")
         cfg.resume = True
         cfg.load_from = args.resume
+    check_pretrained_weights(cfg)  # before anything is built: a missing file is named with the way out
+    validate_datasets(cfg, ("train", "val") if cfg.get("val_cfg") else ("train",))
     use_safe_checkpoint_hook(cfg)  # atomic saves, pointer after file, deletions last: whatever the config says
     return prepare_distributed(cfg, args.launcher)
 
@@ -104,7 +124,7 @@ def _checkpoint_dirs(cfg) -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train; returns the exit status. Checkpoint and work-dir problems end in one line, not a traceback."""
+    """Train; returns the exit status. Config, data, checkpoint and work-dir problems end in one line."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
@@ -121,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if lock is not None:
                 lock.release()
-    except (CheckpointError, WorkDirBusyError, FileNotFoundError) as e:
+    except (CheckpointError, WorkDirBusyError, FileNotFoundError, ConfigOptionError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

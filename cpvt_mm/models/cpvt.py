@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..registry import MODELS
 from .layers import PEG, Attention, PatchEmbed, TransformerBlock, checkpoint_seq, init_weights_
 from .padding import Padding, attach, lookup
-from .utils import check_image_batch, normalize_indices, resolve_arch
+from .utils import check_image_batch, check_in_channels, normalize_indices, resolve_arch
 
 __all__ = ["CPVT"]
 
@@ -36,8 +36,8 @@ class CPVT(BaseModule):
     """Plain (single-scale) CPVT.
 
     Args:
-        arch: ``'tiny'``, ``'small'``, ``'base'`` or a dict with ``embed_dims``, ``depth``, ``num_heads``,
-            ``mlp_ratio``.
+        arch: ``'tiny'``, ``'small'``, ``'base'`` (or ``'t'``, ``'s'``, ``'b'``) or a dict with exactly
+            ``embed_dims``, ``depth``, ``num_heads``, ``mlp_ratio``.
         patch_size: Patch size of the embedding (16 in the paper).
         peg_positions: Blocks after which a PEG is applied; ``(0,)`` is the paper's default, ``(0, 1, 2,
             3, 4)`` its stronger variant (marked with a double dagger in the paper).
@@ -84,6 +84,7 @@ class CPVT(BaseModule):
         init_cfg: dict | list[dict] | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
+        check_in_channels(in_channels, "CPVT")
         self.arch = resolve_arch(arch, self.arch_zoo, self.required_keys, "CPVT")
         dim, depth = int(self.arch["embed_dims"]), int(self.arch["depth"])
         if out_type is None:
@@ -181,7 +182,7 @@ class CPVT(BaseModule):
         Padded tokens are then never attended to, read as zeros by the PEGs, excluded from ``avg_featmap``
         and zero in ``featmap`` / ``raw`` outputs.
         """
-        check_image_batch(x, self.in_channels, self.patch_size, "CPVT")
+        check_image_batch(x, self.in_channels, self.patch_size, "CPVT", self.patch_embed)
         padding = Padding.from_pixels(lookup(x) if valid_sizes is None else valid_sizes, x)
         x, hw = self.patch_embed(x, padding)
         if padding is not None:

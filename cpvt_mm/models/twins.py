@@ -35,7 +35,7 @@ from .layers import (
     init_weights_,
 )
 from .padding import Padding, attach, lookup
-from .utils import check_image_batch, normalize_indices, resolve_arch
+from .utils import check_image_batch, check_in_channels, normalize_indices, resolve_arch
 
 __all__ = ["PCPVT", "SVT", "PyramidStage"]
 
@@ -108,8 +108,9 @@ class PCPVT(BaseModule):
     stage.
 
     Args:
-        arch: ``'small'``, ``'base'``, ``'large'`` or a dict with ``embed_dims``, ``depths``,
-            ``num_heads``, ``mlp_ratios``, ``sr_ratios`` (and ``window_sizes`` for SVT).
+        arch: ``'small'``, ``'base'``, ``'large'`` (or mmpretrain's ``'s'``, ``'b'``, ``'l'``) or a dict with
+            ``embed_dims``, ``depths``, ``num_heads``, ``mlp_ratios``, ``sr_ratios`` (and ``window_sizes`` for
+            SVT); unknown keys are refused.
         in_channels: Image channels.
         patch_sizes: Patch-embedding stride of each stage (4, 2, 2, 2: total stride 32).
         out_indices: Stages whose NCHW maps are returned (negative indices allowed).
@@ -132,6 +133,7 @@ class PCPVT(BaseModule):
                       mlp_ratios=[8, 8, 4, 4], sr_ratios=[8, 4, 2, 1]),
     }  # fmt: skip
     required_keys: tuple[str, ...] = ("embed_dims", "depths", "num_heads", "mlp_ratios", "sr_ratios")
+    optional_keys: tuple[str, ...] = ("window_sizes",)  # PCPVT with windows is an SVT; kept for old configs
 
     def __init__(
         self,
@@ -151,7 +153,8 @@ class PCPVT(BaseModule):
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         name = type(self).__name__
-        self.arch = resolve_arch(arch, self.arch_zoo, self.required_keys, name)
+        check_in_channels(in_channels, name)
+        self.arch = resolve_arch(arch, self.arch_zoo, self.required_keys, name, self.optional_keys)
         dims, depths = list(self.arch["embed_dims"]), list(self.arch["depths"])
         num_stages = len(depths)
         per_stage = {k: list(self.arch[k]) for k in ("embed_dims", "depths", "num_heads", "mlp_ratios", "sr_ratios")}
@@ -216,19 +219,20 @@ class PCPVT(BaseModule):
                 each output map carries its own valid sizes for a neck to read. Defaults to the sizes a
                 padding-aware data preprocessor attached to ``x``; without any, the plain forward runs.
         """
-        check_image_batch(x, self.in_channels, self.min_input_size, type(self).__name__)
+        check_image_batch(x, self.in_channels, self.min_input_size, type(self).__name__, self.stages[0].patch_embed)
         B = x.shape[0]
         padding = Padding.from_pixels(lookup(x) if valid_sizes is None else valid_sizes, x)
         outs = []
         last = self.out_indices[-1]
         for s, stage in enumerate(self.stages[: last + 1]):
             tokens, (h, w), padding = stage(x, padding)
-            x = tokens.transpose(1, 2).reshape(B, -1, h, w)  # (B, N, C) -> (B, C, h, w)
+            C = tokens.shape[-1]  # explicit: with B == 0 a -1 would be ambiguous
+            x = tokens.transpose(1, 2).reshape(B, C, h, w)  # (B, N, C) -> (B, C, h, w)
             if s in self.out_indices:
                 # (B, N, C) -> (B, C, h, w) after the stage's output norm; contiguous NCHW because some
                 # consumers (mmcv's RoIAlign) read raw NCHW memory and would pool scrambled features
                 # from the channels-last view the transpose gives.
-                out = stage.norm(tokens).transpose(1, 2).reshape(B, -1, h, w)
+                out = stage.norm(tokens).transpose(1, 2).reshape(B, C, h, w)
                 if padding is not None:
                     out = attach(padding.zero_map(out).contiguous(), padding.sizes.cpu())
                 outs.append(out.contiguous())
@@ -292,3 +296,4 @@ class SVT(PCPVT):
                       mlp_ratios=[4, 4, 4, 4], sr_ratios=[8, 4, 2, 1], window_sizes=[7, 7, 7, 7]),
     }  # fmt: skip
     required_keys = (*PCPVT.required_keys, "window_sizes")
+    optional_keys = ()

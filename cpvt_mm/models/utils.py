@@ -5,32 +5,65 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
+
+# mmpretrain's short arch names (its Twins zoo accepts 's' / 'b' / 'l'; CPVT adds 't' for tiny)
+ARCH_ALIASES = {"t": "tiny", "s": "small", "b": "base", "l": "large"}
+# settings people put inside ``arch`` that are backbone arguments: named in the error instead of dropped
+_ARGUMENT_KEYS = {"patch_sizes", "patch_size", "strides", "in_channels", "out_indices", "drop_path_rate"}
 
 
 def resolve_arch(
-    arch: str | Mapping[str, Any], zoo: Mapping[str, Mapping[str, Any]], required: Sequence[str], name: str
+    arch: str | Mapping[str, Any],
+    zoo: Mapping[str, Mapping[str, Any]],
+    required: Sequence[str],
+    name: str,
+    optional: Sequence[str] = (),
 ) -> dict:
     """Return a copy of the named arch from ``zoo``, or validate a custom dict.
 
-    Custom dicts must carry every key in ``required``; the error names the missing ones so a typo in a
-    config is caught at build time rather than surfacing as a shape error deep in the forward pass.
+    Names are case-insensitive and accept mmpretrain's short forms (``'s'`` for ``'small'`` ...), so an
+    mmpretrain config's ``arch`` works unchanged. Custom dicts must carry every key in ``required`` and nothing
+    outside ``required`` + ``optional``: a typo, or a backbone argument such as ``patch_sizes`` put inside
+    ``arch``, would otherwise be ignored silently; the error names the offending keys.
     """
     if isinstance(arch, str):
         key = arch.lower()
+        key = ARCH_ALIASES.get(key, key) if ARCH_ALIASES.get(key) in zoo else key
         if key not in zoo:
-            raise ValueError(f"{name}: unknown arch {arch!r}; choose one of {sorted(zoo)} or pass a dict")
+            short = sorted(k for k, v in ARCH_ALIASES.items() if v in zoo)
+            raise ValueError(f"{name}: unknown arch {arch!r}; choose one of {sorted(zoo)} (or {short}) or pass a dict")
         return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in zoo[key].items()}
     if not isinstance(arch, Mapping):
         raise TypeError(f"{name}: arch must be a str or a dict, got {type(arch).__name__}")
     missing = [k for k in required if k not in arch]
     if missing:
         raise ValueError(f"{name}: custom arch is missing keys {missing}; required keys are {list(required)}")
+    unknown = [k for k in arch if k not in required and k not in optional]
+    if unknown:
+        arguments = [k for k in unknown if k in _ARGUMENT_KEYS]
+        hint = f"; {arguments} are arguments of {name} itself, not arch entries" if arguments else ""
+        raise ValueError(
+            f"{name}: custom arch has unknown keys {unknown}; allowed keys are {[*required, *optional]}{hint}"
+        )
     return dict(arch)
 
 
-def check_image_batch(x: Tensor, in_channels: int, min_size: int, name: str) -> None:
-    """Reject inputs that would otherwise fail obscurely (or silently) inside the first conv."""
+def check_in_channels(in_channels: int, name: str) -> None:
+    """``in_channels`` must be a positive int (0 built a model whose every forward failed)."""
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"{name}: in_channels must be a positive int (3 for RGB images), got {in_channels!r}")
+
+
+def check_image_batch(
+    x: Tensor, in_channels: int, min_size: int, name: str, first_layer: nn.Module | None = None
+) -> None:
+    """Reject inputs that would otherwise fail obscurely (or silently) inside the first conv.
+
+    With ``first_layer``, a floating dtype other than its weights' (fp16 / bf16 / fp64 images into an fp32
+    model) is refused outside autocast, naming both dtypes and the fixes; under autocast the convs cast.
+    """
     expected = f"a float tensor of shape (B, {in_channels}, H, W) with H, W >= {min_size}"
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} expects {expected}, got {type(x).__name__}")
@@ -38,6 +71,12 @@ def check_image_batch(x: Tensor, in_channels: int, min_size: int, name: str) -> 
         raise ValueError(f"{name} expects {expected}, got a {x.ndim}-D tensor of shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"{name} expects {expected}, got dtype {x.dtype} (convert images with .float())")
+    weight = next(first_layer.parameters(), None) if first_layer is not None else None
+    if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(
+            f"{name}: input dtype {x.dtype} differs from the model's weights ({weight.dtype}); cast the input "
+            f"(x.to({weight.dtype})) or the model (model.to({x.dtype})), or run under torch.autocast"
+        )
     if x.shape[1] != in_channels:
         raise ValueError(f"{name} expects {expected}, got {x.shape[1]} channels (shape {tuple(x.shape)})")
     if x.shape[2] < min_size or x.shape[3] < min_size:

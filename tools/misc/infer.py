@@ -1,6 +1,7 @@
 """Run a model on one image and write a picture of its prediction, for any of the three toolkits.
 
 python tools/misc/infer.py CONFIG CHECKPOINT IMAGE --out OUT.png [--score-thr 0.3] [--device cpu]
+    [--cfg-options model.test_cfg.max_per_img=300 ...]
 
 The config's ``default_scope`` says which toolkit it belongs to, and the tool uses that toolkit's own inference
 API and visualiser, so what it draws is what the toolkit would draw:
@@ -11,7 +12,12 @@ API and visualiser, so what it draws is what the toolkit would draw:
 * ``mmpretrain``: ``ImageClassificationInferencer``; the predicted class name and score written on the image.
 
 Images of any size go in as they are: the test pipeline of the config resizes them as in evaluation, and the
-cpvt_mm backbones need no particular multiple. The PNG is written atomically (a temporary file renamed into
+cpvt_mm backbones need no particular multiple. Segmentation logits are resized to the image's size in
+stripes, so a 4000x6000 photo with 150 classes does not need the 14.4 GB of full-resolution logits
+(:func:`cpvt_mm.apis.use_bounded_seg_postprocess`). ``--cfg-options`` overrides config entries exactly as in
+``tools/train.py`` / ``tools/test.py`` (a misspelt top-level key is refused). A checkpoint that leaves any
+parameter of the model unset (another task's, or another number of classes) is refused, as the model would
+draw predictions of a random head. The PNG is written atomically (a temporary file renamed into
 place), so a crash never leaves a truncated picture behind.
 """
 
@@ -28,6 +34,13 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import numpy as np
 
 import cpvt_mm  # noqa: F401  (compat layer and registries before any toolkit import)
+from cpvt_mm.apis import (
+    ConfigOptionError,
+    UninitializedWeightsError,
+    check_checkpoint_covers_model,
+    load_config,
+    use_bounded_seg_postprocess,
+)
 from cpvt_mm.checkpoint import CheckpointError
 from cpvt_mm.fileio import atomic_write_bytes
 
@@ -36,6 +49,8 @@ if TYPE_CHECKING:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from mmengine.config import DictAction
+
     p = argparse.ArgumentParser(description="Draw a model's prediction on one image (mmdet, mmseg or mmpretrain)")
     p.add_argument("config", help="config file of any of the three toolkits")
     p.add_argument("checkpoint", help="trained weights (an mmengine checkpoint)")
@@ -43,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="where to write the PNG")
     p.add_argument("--score-thr", type=float, default=0.3, help="detection: hide boxes below this score")
     p.add_argument("--device", help="torch device (default: cuda:0 when available, else cpu)")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config entries, key=value")
     return p.parse_args(argv)
 
 
@@ -53,6 +69,7 @@ def draw_detection(config: Config, checkpoint: str, image: str, device: str, sco
     from mmdet.registry import VISUALIZERS
 
     model = init_detector(config, checkpoint, device=device)
+    check_checkpoint_covers_model(model, checkpoint)
     result = inference_detector(model, image)
     visualizer = VISUALIZERS.build(dict(type="DetLocalVisualizer", name="cpvt_mm-infer-det"))
     visualizer.dataset_meta = model.dataset_meta
@@ -68,6 +85,8 @@ def draw_segmentation(config: Config, checkpoint: str, image: str, device: str, 
     from mmseg.registry import VISUALIZERS
 
     model = init_model(config, checkpoint, device=device)
+    check_checkpoint_covers_model(model, checkpoint)
+    use_bounded_seg_postprocess(model)  # full-resolution logits of a large photo would not fit in memory
     result = inference_model(model, image)
     visualizer = VISUALIZERS.build(dict(type="SegLocalVisualizer", name="cpvt_mm-infer-seg", alpha=0.5))
     visualizer.dataset_meta = dict(classes=model.dataset_meta["classes"], palette=model.dataset_meta["palette"])
@@ -83,6 +102,7 @@ def draw_classification(config: Config, checkpoint: str, image: str, device: str
     from mmpretrain.registry import VISUALIZERS
 
     inferencer = ImageClassificationInferencer(model=config, pretrained=checkpoint, device=device)
+    check_checkpoint_covers_model(inferencer.model, checkpoint)
     (result,) = inferencer(image, return_datasamples=True)
     visualizer = VISUALIZERS.build(dict(type="UniversalVisualizer", name="cpvt_mm-infer-cls"))
     rgb = mmcv.imread(image, channel_order="rgb")
@@ -111,7 +131,6 @@ def write_png_atomic(rgb: np.ndarray, out: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     import cv2
     import torch
-    from mmengine.config import Config
     from mmengine.registry import DefaultScope
 
     args = parse_args(argv)
@@ -122,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     if cv2.imread(args.image) is None:  # checked up front: the toolkits fail on it with unrelated messages
         print(f"error: cannot read {args.image} as an image", file=sys.stderr)
         return 1
-    cfg = Config.fromfile(args.config)
+    try:
+        cfg = load_config(args.config, args.cfg_options)
+    except ConfigOptionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     scope = cfg.get("default_scope")
     if scope not in RENDERERS:
         print(f"error: {args.config} has default_scope={scope!r}; supported: {', '.join(RENDERERS)}", file=sys.stderr)
@@ -133,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with DefaultScope.overwrite_default_scope(scope):
             drawn = RENDERERS[scope](cfg, args.checkpoint, args.image, device, args.score_thr)
-    except CheckpointError as e:
+    except (CheckpointError, UninitializedWeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     write_png_atomic(drawn, args.out)
