@@ -278,7 +278,7 @@ def _validate_segmentation(cfg: Config, splits: tuple[str, ...], scan_labels: tu
             if not osp.isdir(img_dir):
                 raise DatasetError(f"image folder not found: {img_dir} ({key}.data_root + data_prefix.img_path)")
             try:
-                dataset = DATASETS.build(dict(ds, lazy_init=False, pipeline=[]))
+                dataset = DATASETS.build(dict(ds, lazy_init=False, serialize_data=False, pipeline=[]))
             except ValueError as e:
                 raise DatasetError(
                     f"{key} ({cls.__name__}): {e}. For classes of your own use type='BaseSegDataset' with "

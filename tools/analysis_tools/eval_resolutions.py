@@ -247,6 +247,17 @@ def load_reports(paths: Sequence[str]) -> tuple[list[dict], str]:
     return models, metric
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a test size must be a whole number of pixels >= 1 (0 ended in a bare AssertionError)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a test size must be at least 1 pixel, got {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from mmengine.config import DictAction
 
@@ -255,7 +266,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("pairs", nargs="*", metavar="CONFIG CHECKPOINT", help="one or more config / checkpoint pairs")
-    p.add_argument("--sizes", type=int, nargs="+", help="test sizes (square side in pixels)")
+    p.add_argument("--sizes", type=positive_int, nargs="+", help="test sizes (square side in pixels)")
     p.add_argument("--label", nargs="+", help="one name per pair for the table (default: the config's file name)")
     p.add_argument("--merge", nargs="+", metavar="JSON", help=f"combine these {REPORT_NAME}.json files instead")
     p.add_argument("--metric", help="headline metric of the table and plot (default: the evaluator's first)")

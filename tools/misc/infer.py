@@ -81,6 +81,7 @@ def draw_detection(config: Config, checkpoint: str, image: str, device: str, sco
 def draw_segmentation(config: Config, checkpoint: str, image: str, device: str, score_thr: float) -> np.ndarray:
     """The class map of an mmseg model blended over ``image``; returns the drawn RGB image."""
     import mmcv
+    from mmengine.structures import PixelData
     from mmseg.apis import inference_model, init_model
     from mmseg.registry import VISUALIZERS
 
@@ -88,6 +89,9 @@ def draw_segmentation(config: Config, checkpoint: str, image: str, device: str, 
     check_checkpoint_covers_model(model, checkpoint)
     use_bounded_seg_postprocess(model)  # full-resolution logits of a large photo would not fit in memory
     result = inference_model(model, image)
+    # as a numpy array: mmseg's visualiser indexes with ``tensor == label``, and a 1-pixel bool tensor is taken
+    # for the integer index 1 by numpy (IndexError on a 1x1 image)
+    result.pred_sem_seg = PixelData(data=result.pred_sem_seg.data.cpu().numpy())
     visualizer = VISUALIZERS.build(dict(type="SegLocalVisualizer", name="cpvt_mm-infer-seg", alpha=0.5))
     visualizer.dataset_meta = dict(classes=model.dataset_meta["classes"], palette=model.dataset_meta["palette"])
     rgb = mmcv.imread(image, channel_order="rgb")
