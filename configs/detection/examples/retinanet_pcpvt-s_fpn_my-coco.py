@@ -46,7 +46,11 @@ val_dataloader = dict(
     batch_size=1,
     num_workers=2,
     dataset=dict(
-        data_root=data_root, metainfo=metainfo, ann_file=val_ann, data_prefix=dict(img="val2017/"), pipeline=test_pipeline
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file=val_ann,
+        data_prefix=dict(img="val2017/"),
+        pipeline=test_pipeline,
     ),
 )
 test_dataloader = val_dataloader

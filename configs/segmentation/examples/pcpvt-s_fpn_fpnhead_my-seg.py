@@ -47,7 +47,9 @@ dataset = dict(
 )
 train_dataloader = dict(
     batch_size=4,
-    dataset=dict(dataset, data_prefix=dict(img_path="images/train", seg_map_path="labels/train"), pipeline=train_pipeline),
+    dataset=dict(
+        dataset, data_prefix=dict(img_path="images/train", seg_map_path="labels/train"), pipeline=train_pipeline
+    ),
 )
 val_dataloader = dict(
     dataset=dict(dataset, data_prefix=dict(img_path="images/val", seg_map_path="labels/val"), pipeline=test_pipeline)
