@@ -6,6 +6,7 @@ from .data_preprocessor import (
     PaddingAwareDetDataPreprocessor,
     PaddingAwareSegDataPreProcessor,
 )
+from .dense_heads import PaddingAwareRetinaHead, PaddingAwareRPNHead
 from .layers import PEG, set_fused_attn, use_fused_attn
 from .necks import LayerNorm2d, SimpleFeaturePyramid
 from .padding import attach, lookup
@@ -19,6 +20,8 @@ __all__ = [
     "LayerNorm2d",
     "MultiScaleTrainPreprocessor",
     "PaddingAwareDetDataPreprocessor",
+    "PaddingAwareRPNHead",
+    "PaddingAwareRetinaHead",
     "PaddingAwareSegDataPreProcessor",
     "SimpleFeaturePyramid",
     "attach",

@@ -8,8 +8,6 @@ padding-aware preprocessors tell the backbone where each image ends (:mod:`cpvt_
 
 from __future__ import annotations
 
-import functools
-import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +16,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor
 
 from ..registry import MODELS
+from .host import host_subclass
 from .padding import attach
 
 __all__ = ["MultiScaleTrainPreprocessor", "PaddingAwareDetDataPreprocessor", "PaddingAwareSegDataPreProcessor"]
@@ -88,32 +87,21 @@ def _valid_sizes(data_in: dict, data_out: dict) -> list[tuple[int, int]]:
     return [(min(h, H), min(w, W)) for h, w in sizes]
 
 
-@functools.cache
-def _padding_aware_class(module: str, base_name: str, name: str) -> type:
-    """A subclass of the host's preprocessor that attaches each image's valid size to the batch tensor."""
-    base = getattr(importlib.import_module(module), base_name)
+class AttachValidSizes:
+    """After the host's padding, attach each image's valid size to the batch tensor (``padding.attach``)."""
 
     def forward(self, data: dict, training: bool = False) -> dict:
         shapes = {"inputs": list(data["inputs"])} if isinstance(data.get("inputs"), (list, tuple)) else {}
-        out = base.forward(self, data, training)
+        out = super().forward(data, training)  # type: ignore[misc]
         attach(out["inputs"], _valid_sizes(shapes, out))
         return out
-
-    doc = (
-        f"``{base_name}`` that also tells cpvt_mm backbones where each image of the padded batch ends, so "
-        "an image's features do not depend on its batch-mates or on the padding (same arguments)."
-    )
-    return type(name, (base,), {"forward": forward, "__doc__": doc, "__module__": __name__})
 
 
 @MODELS.register_module()
 def PaddingAwareDetDataPreprocessor(**kwargs: Any) -> BaseDataPreprocessor:
-    """mmdet's ``DetDataPreprocessor`` (same arguments) whose batches carry each image's valid size.
-
-    mmdet is imported only when one is built, so ``import cpvt_mm`` stays light.
-    """
-    cls = _padding_aware_class(
-        "mmdet.models.data_preprocessors", "DetDataPreprocessor", "PaddingAwareDetDataPreprocessor"
+    """mmdet's ``DetDataPreprocessor`` (same arguments) whose batches carry each image's valid size."""
+    cls = host_subclass(
+        AttachValidSizes, "mmdet.models.data_preprocessors", "DetDataPreprocessor", "PaddingAwareDetDataPreprocessor"
     )
     return cls(**kwargs)
 
@@ -125,7 +113,7 @@ def PaddingAwareSegDataPreProcessor(**kwargs: Any) -> BaseDataPreprocessor:
     Pair it with ``test_cfg=dict(size_divisor=32)``: whole-image inference then pads to the total stride and
     mmseg crops the logits back, which is pixel-aligned at any size once padding does not leak.
     """
-    cls = _padding_aware_class(
-        "mmseg.models.data_preprocessor", "SegDataPreProcessor", "PaddingAwareSegDataPreProcessor"
+    cls = host_subclass(
+        AttachValidSizes, "mmseg.models.data_preprocessor", "SegDataPreProcessor", "PaddingAwareSegDataPreProcessor"
     )
     return cls(**kwargs)

@@ -15,6 +15,8 @@ custom_imports = dict(imports=["cpvt_mm"], allow_failed_imports=False)
 model = dict(
     # Padding-aware batches (cpvt_mm.models.padding): padded positions never reach an image's own features.
     data_preprocessor=dict(type="cpvt_mm.PaddingAwareDetDataPreprocessor"),
+    # ... and the dense head predicts over each image's own grid, not over the batch padding (same arguments).
+    bbox_head=dict(type="cpvt_mm.PaddingAwareRetinaHead"),
     backbone=dict(
         _delete_=True,
         type="cpvt_mm.PCPVT",
