@@ -210,6 +210,31 @@ def test_multiscale_preprocessor_changes_size_per_batch_and_is_rank_consistent()
     assert torch.isfinite(loss)
 
 
+def test_multiscale_size_sequence_survives_a_resume():
+    """The draw count travels in the model's state dict (what a checkpoint holds): a model restored from it
+    after 5 steps draws the same sizes as one that never stopped."""
+    from cpvt_mm.models import MultiScaleTrainPreprocessor
+
+    def make():
+        return MultiScaleTrainPreprocessor(dict(type="mmengine.BaseDataPreprocessor"), sizes=[8, 12, 16, 20], seed=3)
+
+    def draws(prep, n):
+        return [
+            tuple(prep(dict(inputs=torch.zeros(1, 3, 10, 10)), training=True)["inputs"].shape[-2:]) for _ in range(n)
+        ]
+
+    uninterrupted = make()
+    expected = draws(uninterrupted, 12)
+    first = make()
+    assert draws(first, 5) == expected[:5]
+    state = first.state_dict()
+    assert state["_extra_state"] == {"draws": 5}
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert draws(resumed, 7) == expected[5:]
+    assert draws(make(), 7) != expected[5:]  # what a restart from scratch would have drawn instead
+
+
 def test_layer_wise_lr_decay_with_mmpretrain_constructor():
     """The snippet in docs/training.md: deeper blocks get larger learning rates, PEGs no weight decay."""
     from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS

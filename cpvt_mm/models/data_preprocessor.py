@@ -36,8 +36,10 @@ class MultiScaleTrainPreprocessor(BaseDataPreprocessor):
             ...)``. Extra keyword arguments (such as the ``batch_augments`` that mmpretrain's
             ``ImageClassifier`` injects) are forwarded to it.
         sizes: Candidate sizes: ints (square) or ``(h, w)`` pairs. Empty or ``None`` disables resizing.
-        seed: The size sequence comes from a generator seeded with this, so every rank of a distributed
-            run draws the same size for the same step without communicating.
+        seed: Draw ``k`` comes from a generator seeded with ``(seed, k)``, so every rank of a distributed run
+            draws the same size for the same step without communicating, and the count of draws so far is
+            saved in the model's state dict (``data_preprocessor._extra_state``): a resumed run continues the
+            sequence an uninterrupted run would have drawn instead of starting it over.
         mode: Interpolation mode for ``F.interpolate``.
     """
 
@@ -55,16 +57,28 @@ class MultiScaleTrainPreprocessor(BaseDataPreprocessor):
         if any(len(s) != 2 or min(s) < 1 for s in self.sizes):
             raise ValueError(f"sizes must be positive ints or (h, w) pairs, got {sizes}")
         self.mode = mode
-        self._generator = torch.Generator().manual_seed(seed)
+        self.seed = int(seed)
+        self.draws = 0
+
+    def get_extra_state(self) -> dict:
+        return {"draws": self.draws}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.draws = int(state["draws"])
+
+    def _next_size(self) -> tuple[int, int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.draws)
+        self.draws += 1
+        return self.sizes[int(torch.randint(len(self.sizes), (1,), generator=generator))]
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = self.preprocessor(data, training)
         if training and self.sizes:
-            idx = int(torch.randint(len(self.sizes), (1,), generator=self._generator))
+            size = self._next_size()
             inputs = data["inputs"]
-            if tuple(inputs.shape[-2:]) != self.sizes[idx]:
+            if tuple(inputs.shape[-2:]) != size:
                 kw = {} if self.mode == "nearest" else {"align_corners": False}
-                data["inputs"] = F.interpolate(inputs, size=self.sizes[idx], mode=self.mode, **kw)
+                data["inputs"] = F.interpolate(inputs, size=size, mode=self.mode, **kw)
         return data
 
 
