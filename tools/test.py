@@ -1,6 +1,8 @@
 """Evaluate a checkpoint on a config's test set (classification accuracy, COCO bbox/segm, mIoU).
 
-python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--cfg-options k=v ...]
+python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--tta] [--cfg-options k=v ...]
+
+The work is done by :mod:`cpvt_mm.apis.test`; this file only parses the command line.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import cpvt_mm  # noqa: F401
-from cpvt_mm.apis import ConfigOptionError, DatasetError, load_config, validate_datasets
-from cpvt_mm.checkpoint import CheckpointError
-from cpvt_mm.engine import prepare_distributed
+from cpvt_mm.apis.test import prepare_test_config, run_test
+from cpvt_mm.apis.train import TOOL_ERRORS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,38 +40,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     """Evaluate; returns the metrics. Config, data and checkpoint problems exit with one line (status 1)."""
+    args = parse_args(argv)
     try:
-        return _test(parse_args(argv))
-    except (CheckpointError, FileNotFoundError, ConfigOptionError, DatasetError) as e:
+        cfg = prepare_test_config(
+            args.config,
+            args.checkpoint,
+            work_dir=args.work_dir,
+            tta=args.tta,
+            cfg_options=args.cfg_options,
+            launcher=args.launcher,
+        )
+        return run_test(cfg, args.out)
+    except TOOL_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-
-
-def _test(args: argparse.Namespace) -> dict:
-    from mmengine.evaluator import DumpResults
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f"checkpoint {args.checkpoint} not found")
-    cfg = load_config(args.config, args.cfg_options)
-    validate_datasets(cfg, ("test",))
-    if args.tta:
-        if "tta_model" not in cfg or "tta_pipeline" not in cfg:
-            raise ValueError(f"--tta: {args.config} defines no tta_model / tta_pipeline")
-        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-        cfg.tta_model.module = cfg.model
-        cfg.model = cfg.tta_model
-    cfg.work_dir = (
-        args.work_dir or cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
-    )
-    cfg.load_from = args.checkpoint
-    cfg.resume = False
-    cfg = prepare_distributed(cfg, args.launcher)
-    runner = RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
-    if args.out:
-        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    return runner.test()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ python tools/train.py CONFIG --resume                 # resume from the latest c
 python tools/train.py CONFIG --amp                    # mixed precision (bf16 on CPU, fp16 on CUDA)
 python tools/train.py CONFIG --from-scratch           # without the config's pretrained backbone weights
 bash tools/dist_train.sh CONFIG 8                     # 8 GPUs (torchrun); gloo on CPU-only machines
+
+The work is done by :mod:`cpvt_mm.apis.train`; this file only parses the command line.
 """
 
 from __future__ import annotations
@@ -17,23 +19,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without install
 
 import cpvt_mm  # noqa: F401  (compat layer and registries before any toolkit import)
-from cpvt_mm.apis import (
-    ConfigOptionError,
-    DatasetError,
-    check_pretrained_weights,
-    disable_pretrained_weights,
-    merge_cfg_options,
-    validate_datasets,
-)
-from cpvt_mm.checkpoint import CheckpointError
-from cpvt_mm.engine import (
-    WorkDirBusyError,
-    WorkDirLock,
-    find_resume_checkpoint,
-    prepare_distributed,
-    process_rank,
-    use_safe_checkpoint_hook,
-)
+from cpvt_mm.apis.train import TOOL_ERRORS, prepare_train_config, train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,81 +53,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build_config(args: argparse.Namespace):
-    import torch
-    from mmengine.config import Config
-
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f"config not found: {args.config}")
-    cfg = merge_cfg_options(Config.fromfile(args.config), args.cfg_options)
-    if args.from_scratch:
-        cleared = disable_pretrained_weights(cfg)
-        if cleared:
-            print(f"--from-scratch: no pretrained weights ({', '.join(cleared)} cleared)")
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    elif cfg.get("work_dir") is None:
-        cfg.work_dir = osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
-    if args.amp:
-        wrapper = cfg.optim_wrapper
-        kind = wrapper.get("type", "OptimWrapper")
-        if kind not in ("OptimWrapper", "AmpOptimWrapper", "cpvt_mm.AutocastOptimWrapper"):
-            raise ValueError(f"--amp needs an OptimWrapper config, got {kind}")
-        on_gpu = torch.cuda.is_available()
-        dtype = args.amp_dtype or ("float16" if on_gpu else "bfloat16")
-        if on_gpu:
-            # fp16 needs dynamic loss scaling (large Twins models overflow after warm-up); bf16 does not.
-            wrapper.type = "AmpOptimWrapper"
-            wrapper.loss_scale = "dynamic" if dtype == "float16" else 1.0
-        else:
-            if dtype == "float16":
-                raise ValueError("--amp on CPU supports bfloat16 only (fp16 autocast needs CUDA)")
-            wrapper.type = "cpvt_mm.AutocastOptimWrapper"  # mmengine's AmpOptimWrapper refuses CPUs
-            wrapper.pop("loss_scale", None)
-        wrapper.dtype = dtype
-    if args.auto_scale_lr:
-        if "auto_scale_lr" not in cfg or "base_batch_size" not in cfg.auto_scale_lr:
-            raise ValueError("--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)` in the config")
-        cfg.auto_scale_lr.enable = True
-    if args.resume == "auto":
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise FileNotFoundError(f"--resume {args.resume}: no such checkpoint file")
-        cfg.resume = True
-        cfg.load_from = args.resume
-    check_pretrained_weights(cfg)  # before anything is built: a missing file is named with the way out
-    validate_datasets(cfg, ("train", "val") if cfg.get("val_cfg") else ("train",))
-    use_safe_checkpoint_hook(cfg)  # atomic saves, pointer after file, deletions last: whatever the config says
-    return prepare_distributed(cfg, args.launcher)
-
-
-def _checkpoint_dirs(cfg) -> tuple[str, ...]:
-    """Where the checkpoint hook writes besides the work dir (its ``out_dir``/<work dir name>)."""
-    out_dir = (cfg.get("default_hooks") or {}).get("checkpoint", {}).get("out_dir")
-    return (osp.join(out_dir, osp.basename(cfg.work_dir.rstrip(osp.sep))),) if out_dir else ()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Train; returns the exit status. Config, data, checkpoint and work-dir problems end in one line."""
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-
     args = parse_args(argv)
     try:
-        cfg = build_config(args)
-        lock = WorkDirLock(cfg.work_dir).acquire() if process_rank() == 0 else None
-        try:
-            if args.resume == "auto":
-                found = find_resume_checkpoint(cfg.work_dir, _checkpoint_dirs(cfg))
-                cfg.resume, cfg.load_from = found is not None, found
-            runner = RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
-            runner.train()
-        finally:
-            if lock is not None:
-                lock.release()
-    except (CheckpointError, WorkDirBusyError, FileNotFoundError, ConfigOptionError, DatasetError) as e:
+        cfg = prepare_train_config(
+            args.config,
+            work_dir=args.work_dir,
+            resume=args.resume,
+            amp=args.amp,
+            amp_dtype=args.amp_dtype,
+            auto_scale_lr=args.auto_scale_lr,
+            from_scratch=args.from_scratch,
+            cfg_options=args.cfg_options,
+            launcher=args.launcher,
+        )
+        train(cfg, auto_resume=args.resume == "auto")
+    except TOOL_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

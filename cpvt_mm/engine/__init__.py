@@ -1,5 +1,5 @@
 """Training-loop glue shared by the three toolkits (CPU-only distributed runs, mixed precision anywhere,
-crash-safe checkpoints)."""
+crash-safe checkpoints, one way to build a runner)."""
 
 from .checkpoint import (
     SafeCheckpointHook,
@@ -11,6 +11,7 @@ from .checkpoint import (
 )
 from .dist import CPUDistributedDataParallel, prepare_distributed
 from .optim import AutocastOptimWrapper
+from .runner import build_runner, checkpoint_dirs, default_work_dir, prepare_checkpoint_runner_config, use_amp
 
 __all__ = [
     "AutocastOptimWrapper",
@@ -18,8 +19,13 @@ __all__ = [
     "SafeCheckpointHook",
     "WorkDirBusyError",
     "WorkDirLock",
+    "build_runner",
+    "checkpoint_dirs",
+    "default_work_dir",
     "find_resume_checkpoint",
+    "prepare_checkpoint_runner_config",
     "prepare_distributed",
     "process_rank",
+    "use_amp",
     "use_safe_checkpoint_hook",
 ]
