@@ -12,7 +12,8 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from toy import ToyClassifier, ToyImages
 
-from cpvt_mm.compat import UnsafeCheckpointError, _nms_reference, load_checkpoint_file
+from cpvt_mm.compat import UnsafeCheckpointError, load_checkpoint_file
+from cpvt_mm.compat.torchvision_cpu import _nms_reference
 
 CPU_ONLY_TORCH = not (torch.version.cuda or getattr(torch.version, "hip", None))
 
@@ -198,3 +199,54 @@ def test_refused_checkpoint_also_refused_by_runner_resume(tmp_path):
     with pytest.raises(UnsafeCheckpointError):
         runner.load_checkpoint(str(path))
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- switching fixes off
+def _run_with_disabled(names: str, code: str):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, CPVT_MM_COMPAT_DISABLE=names)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_every_fix_reports_its_status_and_why():
+    from cpvt_mm import compat
+
+    state = compat.status()
+    assert set(state) == {f.name for f in compat.FIXES}
+    assert set(state.values()) <= {"applied", "not needed"}
+    assert all(f.why for f in compat.FIXES)
+    line = compat.summary()
+    assert all(f.name in line for f in compat.FIXES) and compat.DISABLE_ENV in line
+
+
+@pytest.mark.parametrize(
+    "name, code, symptom",
+    [
+        ("numpy_in1d", "import cpvt_mm, numpy as np; np.in1d", "has no attribute 'in1d'"),
+        (
+            "config_package",
+            "import cpvt_mm; from mmengine.config import Config; "
+            "Config._get_cfg_path('cpvt_mm::classification/pcpvt-small_8xb128_in1k.py', '.')",
+            "cpvt_mm",
+        ),
+        (
+            "checkpoints",  # mmengine's own https:// loader is back: torch.hub with weights_only=False
+            "import cpvt_mm; from mmengine.runner.checkpoint import CheckpointLoader, load_from_http; "
+            "assert CheckpointLoader._schemes['https://'] is not load_from_http, 'mmengine loader'",
+            "AssertionError",
+        ),
+    ],
+)
+def test_a_disabled_fix_leaves_its_symptom(name, code, symptom):
+    """Each fix can be switched off, and switching it off brings its symptom back (so each is needed)."""
+    off = _run_with_disabled(name, code)
+    assert off.returncode != 0 and symptom in off.stderr, off.stderr[-2000:]
+    on = _run_with_disabled("", code)
+    assert on.returncode == 0, on.stderr[-2000:]
+
+
+def test_unknown_fix_names_are_refused():
+    res = _run_with_disabled("numpy_in1d,no_such_fix", "import cpvt_mm")
+    assert res.returncode != 0 and "unknown fixes ['no_such_fix']" in res.stderr
