@@ -1,4 +1,8 @@
-"""Helpers the end-to-end tests share: running the repo's tools and reading what they logged."""
+"""The test toolkit: running the repo's tools as a user does, fresh interpreters, and reading what runs logged.
+
+Tests call the library (:mod:`cpvt_mm.apis`, :mod:`cpvt_mm.evaluation`, :mod:`cpvt_mm.datasets`) for what the
+tools do, and :func:`run_tool` for the command lines themselves (arguments, exit status, one-line errors).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_tool(relpath: str) -> ModuleType:
-    """Import a script under tools/ (not a package) as a module."""
+    """Import a script under tools/ (not a package) as a module. Only tests/test_benchmark.py still does;
+    every other tool is a command line over library functions, which the tests import instead."""
     path = ROOT / relpath
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
@@ -24,8 +29,9 @@ def load_tool(relpath: str) -> ModuleType:
     return module
 
 
-def run_tool(*args: str, procs: int = 1, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run a tool the way a user does (``python tools/x.py ...``, or ``tools/dist_train.sh`` for procs > 1).
+def run_tool(*args: str, procs: int = 1, timeout: int = 600, expect: int = 0) -> subprocess.CompletedProcess:
+    """Run a tool the way a user does (``python tools/x.py ...``, or ``tools/dist_train.sh`` for procs > 1) and
+    check that it exits with ``expect`` (argparse refuses arguments with 2, the tools' own errors exit with 1).
 
     One OpenMP thread per process: the machines have 2 cores, and oversubscription makes runs crawl.
     """
@@ -37,8 +43,13 @@ def run_tool(*args: str, procs: int = 1, timeout: int = 600) -> subprocess.Compl
     else:
         cmd = [sys.executable, *args]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-5000:])
+    assert res.returncode == expect, (res.returncode, res.stdout[-3000:], res.stderr[-5000:])
     return res
+
+
+def run_python(code: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter of this environment (no cpvt_mm imported unless the code does)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
 
 
 def logged(work_dir: Path, key: str = "loss") -> list[tuple[int, float]]:

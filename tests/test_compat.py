@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import run_python
+from helpers import run_python
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from toy import ToyClassifier, ToyImages
