@@ -1,4 +1,5 @@
-"""tools/analysis_tools/eval_resolutions.py, the Fashion-MNIST demo configs, driver and data script."""
+"""The resolution sweep (cpvt_mm.evaluation, tools/analysis_tools/eval_resolutions.py), the Fashion-MNIST demo
+configs, driver and data script."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, load_tool
+from helpers import ROOT, run_tool
 from mmengine.config import Config
+
+import cpvt_mm.evaluation as er
+from cpvt_mm.apis import prepare_train_config, train
+from cpvt_mm.datasets import IDX_FILES, check_fashion_mnist
+from cpvt_mm.evaluation.demo import run_demo
 
 DEMO_DIR = ROOT / "configs/classification/demo"
 DEMO_CONFIGS = {
@@ -19,11 +25,6 @@ DEMO_CONFIGS = {
     "abspos": DEMO_DIR / "cpvt-mini-abspos_1xb128_fashion-mnist.py",
     "nopos": DEMO_DIR / "cpvt-mini-nopos_1xb128_fashion-mnist.py",
 }
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-er = load_tool("tools/analysis_tools/eval_resolutions.py")
-demo = load_tool("tools/demo.py")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -78,10 +79,16 @@ def record(label: str, sizes: dict[int, float], native: int = 28) -> dict:
     return dict(label=label, config=f"{label}.py", checkpoint=f"{label}.pth", native_size=native, results=results)
 
 
+def merge(paths: list[str], out_dir: Path, metric: str | None = None) -> dict[str, str]:
+    """What ``eval_resolutions.py --merge PATHS [--metric M] --out-dir OUT_DIR`` does."""
+    models, first_metric = er.load_reports(paths)
+    return er.write_report(models, str(out_dir), metric or first_metric)
+
+
 def test_merge_combines_reports_into_one_table(tmp_path):
     a = er.write_report([record("a", {28: 90.0, 36: 80.0})], str(tmp_path / "a"))
     b = er.write_report([record("b", {28: 85.0, 56: 70.5})], str(tmp_path / "b"))
-    paths = er.main(["--merge", a["json"], b["json"], "--out-dir", str(tmp_path / "merged")])
+    paths = merge([a["json"], b["json"]], tmp_path / "merged")
     report = json.loads(Path(paths["json"]).read_text())
     assert report["metric"] == "accuracy/top1"
     assert [r["size"] for r in report["rows"]] == [28, 36, 56]
@@ -90,25 +97,39 @@ def test_merge_combines_reports_into_one_table(tmp_path):
     assert table[2] == "| size | a | b |"
     assert table[4:] == ["| 28 | 90.00 | 85.00 |", "| 36 | 80.00 | — |", "| 56 | — | 70.50 |"]
     assert Path(paths["png"]).read_bytes()[:4] == b"\x89PNG"
-    top5 = er.main(["--merge", a["json"], b["json"], "--metric", "accuracy/top5", "--out-dir", str(tmp_path / "t5")])
+    top5 = merge([a["json"], b["json"]], tmp_path / "t5", metric="accuracy/top5")
     assert "| 28 | 100.00 | 100.00 |" in Path(top5["md"]).read_text()
     with pytest.raises(ValueError, match="labels must be unique"):
-        er.main(["--merge", a["json"], a["json"], "--out-dir", str(tmp_path / "dup")])
+        merge([a["json"], a["json"]], tmp_path / "dup")
     with pytest.raises(ValueError, match="no model reported 'mAP'"):
         er.write_report([record("a", {28: 1.0})], str(tmp_path / "x"), metric="mAP")
 
 
 def test_cli_arguments_are_checked():
-    for argv in (["cfg.py"], ["cfg.py", "a.pth"], ["cfg.py", "a.pth", "--sizes", "28", "--label", "x", "y"]):
-        with pytest.raises(SystemExit):
-            er.parse_args(argv)
-    with pytest.raises(SystemExit):
-        er.parse_args(["--merge", "a.json", "--sizes", "28"])
+    tool = str(ROOT / "tools/analysis_tools/eval_resolutions.py")
+    cases = {
+        "give CONFIG CHECKPOINT pairs": ["cfg.py"],
+        "--sizes is required": ["cfg.py", "a.pth"],
+        "--label needs one name per pair": ["cfg.py", "a.pth", "--sizes", "28", "--label", "x", "y"],
+        "--merge takes only JSON files": ["--merge", "a.json", "--sizes", "28"],
+        "at least 1 pixel": ["cfg.py", "a.pth", "--sizes", "224", "0"],
+    }
+    for message, argv in cases.items():
+        assert message in run_tool(tool, *argv, expect=2).stderr  # argparse's exit status
+
+
+def test_a_test_size_is_a_whole_number_of_pixels():
+    import argparse
+
+    assert er.positive_int("28") == 28
+    for bad, message in (("0", "at least 1 pixel"), ("-3", "at least 1 pixel"), ("x", "whole number")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            er.positive_int(bad)
 
 
 # --------------------------------------------------------------------------- end to end on tiny data
 def test_eval_resolutions_end_to_end(tmp_path):
-    """A tiny CPVT trained for one epoch through tools/train.py, then tested at three sizes."""
+    """A tiny CPVT trained for one epoch (cpvt_mm.apis.train), then tested at three sizes through the tool."""
     data = tmp_path / "data"
     make_fashion_mnist(data)
     cfg = Config.fromfile(str(DEMO_CONFIGS["peg"]))
@@ -122,11 +143,14 @@ def test_eval_resolutions_end_to_end(tmp_path):
         loader.dataset.data_root = str(data)
     config = tmp_path / "tiny.py"
     cfg.dump(str(config))
-    load_tool("tools/train.py").main([str(config), "--work-dir", str(tmp_path / "train")])
+    train(prepare_train_config(str(config), work_dir=str(tmp_path / "train")))
     checkpoint = str(tmp_path / "train" / "epoch_1.pth")
 
     out = tmp_path / "out"
-    paths = er.main([str(config), checkpoint, "--sizes", "20", "28", "44", "--label", "tiny", "--out-dir", str(out)])
+    tool = str(ROOT / "tools/analysis_tools/eval_resolutions.py")
+    res = run_tool(tool, str(config), checkpoint, "--sizes", "20", "28", "44", "--label", "tiny", "--out-dir", str(out))
+    paths = {ext: str(out / f"resolutions.{ext}") for ext in ("json", "md", "png")}
+    assert f"wrote {paths['json']}, {paths['md']}, {paths['png']}" in res.stdout
     report = json.loads(Path(paths["json"]).read_text())
     assert [r["size"] for r in report["rows"]] == [20, 28, 44]
     (model,) = report["models"]
@@ -170,7 +194,7 @@ def test_demo_configs_differ_only_in_position_encoding():
 def test_demo_missing_dataset_names_the_layout(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError) as e:
-        demo.main(["--data-root", str(missing), "--work-dir", str(tmp_path / "wd")])
+        run_demo(str(missing), str(tmp_path / "wd"))
     msg = str(e.value)
     assert all(f"{missing}/{f}" in msg for f in IDX_FILES)
     assert "scripts/get_fashion_mnist.sh" in msg and "FASHION_MNIST_ROOT" in msg
@@ -181,7 +205,7 @@ def test_demo_missing_dataset_names_the_layout(tmp_path):
     for f in IDX_FILES:
         (gz / f"{f}.gz").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="compressed files need unpacking"):
-        demo.check_fashion_mnist(str(gz))
+        check_fashion_mnist(str(gz))
 
 
 def test_fetch_script_unpacks_local_gz_files(tmp_path):
@@ -197,6 +221,6 @@ def test_fetch_script_unpacks_local_gz_files(tmp_path):
     first = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
     assert all((root / f).read_bytes() == (src / f).read_bytes() for f in IDX_FILES)
-    demo.check_fashion_mnist(str(root))
+    check_fashion_mnist(str(root))
     again = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "nothing to do" in again.stdout
