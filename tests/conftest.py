@@ -13,4 +13,3 @@ import cpvt_mm  # noqa: F401  (compat layer first, before timm / mmpretrain impo
 def _seed():
     torch.manual_seed(0)
     yield
-

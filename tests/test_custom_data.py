@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import ROOT, load_tool
+from helpers import ROOT, run_tool
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT
 
 from cpvt_mm.apis import (
+    TOOL_ERRORS,
     ConfigOptionError,
     DatasetError,
     PretrainedWeightsMissingError,
@@ -29,11 +30,17 @@ from cpvt_mm.apis import (
     check_checkpoint_covers_model,
     check_pretrained_weights,
     disable_pretrained_weights,
+    infer_and_draw,
     merge_cfg_options,
+    prepare_test_config,
+    prepare_train_config,
     use_bounded_seg_postprocess,
     validate_datasets,
+    visualize,
 )
 from cpvt_mm.apis.datasets import DatasetWarning, check_coco_file
+from cpvt_mm.datasets import make_toy_coco
+from cpvt_mm.evaluation import positive_int
 from cpvt_mm.models import CPVT, PCPVT, SVT
 
 DET_EXAMPLE = ROOT / "configs/detection/examples/retinanet_pcpvt-s_fpn_my-coco.py"
@@ -43,8 +50,7 @@ RETINANET = ROOT / "configs/detection/retinanet_pcpvt-s_fpn_1x_coco.py"
 
 @pytest.fixture(scope="module")
 def toy_coco(tmp_path_factory) -> Path:
-    make = load_tool("tools/dataset_converters/make_toy_coco.py")
-    return Path(make.make_toy_coco(str(tmp_path_factory.mktemp("my_coco")), num_train=8, num_val=4, seed=0))
+    return Path(make_toy_coco(str(tmp_path_factory.mktemp("my_coco")), num_train=8, num_val=4, seed=0))
 
 
 def coco_cfg(root: Path, **model) -> Config:
@@ -73,19 +79,15 @@ def test_a_misspelt_top_level_cfg_option_is_refused_with_a_suggestion():
     assert cfg.optim_wrapper.optimizer.lr == 0.5 and cfg.randomness.seed == 1
 
 
-def test_train_and_test_refuse_a_misspelt_cfg_option(tmp_path, capsys):
-    train = load_tool("tools/train.py")
-    assert train.main([str(RETINANET), "--work-dir", str(tmp_path), "--cfg-options", "optim_wraper.lr=1"]) == 1
-    assert "did you mean 'optim_wrapper'" in capsys.readouterr().err
-    test = load_tool("tools/test.py")
+def test_train_and_test_refuse_a_misspelt_cfg_option(tmp_path):
+    with pytest.raises(ConfigOptionError, match="did you mean 'optim_wrapper'"):
+        prepare_train_config(str(RETINANET), work_dir=str(tmp_path), cfg_options={"optim_wraper.lr": 1})
     (tmp_path / "w.pth").write_bytes(b"x")
-    with pytest.raises(SystemExit):
-        test.main([str(RETINANET), str(tmp_path / "w.pth"), "--cfg-options", "test_dataloder.batch_size=1"])
-    assert "did you mean 'test_dataloader'" in capsys.readouterr().err
+    with pytest.raises(ConfigOptionError, match="did you mean 'test_dataloader'"):
+        prepare_test_config(str(RETINANET), str(tmp_path / "w.pth"), cfg_options={"test_dataloder.batch_size": 1})
 
 
-def test_infer_takes_cfg_options_like_train_and_test(tmp_path, capsys, monkeypatch):
-    infer = load_tool("tools/misc/infer.py")
+def test_infer_takes_cfg_options_like_train_and_test(tmp_path, monkeypatch):
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), np.full((40, 50, 3), 100, np.uint8))
     (tmp_path / "w.pth").write_bytes(b"x")
@@ -95,31 +97,32 @@ def test_infer_takes_cfg_options_like_train_and_test(tmp_path, capsys, monkeypat
         seen["cfg"] = cfg
         return np.zeros((4, 4, 3), np.uint8)
 
-    monkeypatch.setitem(infer.RENDERERS, "mmdet", fake_draw)
-    argv = [str(RETINANET), str(tmp_path / "w.pth"), str(image), "--out", str(tmp_path / "o.png")]
-    assert infer.main([*argv, "--cfg-options", "model.test_cfg.max_per_img=500", "model.test_cfg.score_thr=0.5"]) == 0
+    monkeypatch.setitem(visualize.RENDERERS, "mmdet", fake_draw)
+    args = [str(RETINANET), str(tmp_path / "w.pth"), str(image), str(tmp_path / "o.png")]
+    infer_and_draw(*args, cfg_options={"model.test_cfg.max_per_img": 500, "model.test_cfg.score_thr": 0.5})
     assert seen["cfg"].model.test_cfg.max_per_img == 500 and seen["cfg"].model.test_cfg.score_thr == 0.5
-    assert infer.main([*argv, "--cfg-options", "modle.test_cfg.max_per_img=500"]) == 1
-    assert "did you mean 'model'" in capsys.readouterr().err
+    with pytest.raises(ConfigOptionError, match="did you mean 'model'"):
+        infer_and_draw(*args, cfg_options={"modle.test_cfg.max_per_img": 500})
 
 
 # --------------------------------------------------------------------------- 1: pretrained weights
-def test_missing_pretrained_weights_fail_before_anything_is_built(tmp_path, capsys):
+def test_missing_pretrained_weights_fail_before_anything_is_built(tmp_path):
     cfg = Config.fromfile(str(RETINANET))
     with pytest.raises(PretrainedWeightsMissingError) as e:
         check_pretrained_weights(cfg)
     for needle in ("work_dirs/pretrained/pcpvt-small_in1k.pth", "convert_checkpoint.py", "--from-scratch",
                    "model.backbone.init_cfg"):  # fmt: skip
         assert needle in str(e.value)
-    train = load_tool("tools/train.py")
     start = time.perf_counter()
-    assert train.main([str(RETINANET), "--work-dir", str(tmp_path / "w")]) == 1
+    with pytest.raises(PretrainedWeightsMissingError) as e:
+        prepare_train_config(str(RETINANET), work_dir=str(tmp_path / "w"))
     assert time.perf_counter() - start < 5  # no dataset, model or optimizer was built (8 s before)
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "pretrained weights not found" in err and "--from-scratch" in err
+    err = str(e.value)
+    assert "\n" not in err and "pretrained weights not found" in err and "--from-scratch" in err
     # --from-scratch gets past the weights; what stops it now is the missing COCO data, named as such
-    assert train.main([str(RETINANET), "--work-dir", str(tmp_path / "w"), "--from-scratch"]) == 1
-    err = capsys.readouterr().err
+    with pytest.raises(TOOL_ERRORS) as e:
+        prepare_train_config(str(RETINANET), work_dir=str(tmp_path / "w"), from_scratch=True)
+    err = str(e.value)
     assert "pretrained" not in err and "data/coco/annotations/instances_train2017.json" in err
 
 
@@ -168,7 +171,7 @@ def test_broken_coco_files_get_one_message_naming_file_and_problem(toy_coco, tmp
         check_coco_file(str(toy_coco / "annotations/instances_train2017.json"), classes, str(tmp_path), "k.ann_file")
 
 
-def test_training_refuses_negative_boxes_before_building_the_runner(toy_coco, tmp_path, capsys):
+def test_training_refuses_negative_boxes_before_building_the_runner(toy_coco, tmp_path):
     bad = tmp_path / "bad"
     (bad / "annotations").mkdir(parents=True)
     for split in ("train", "val"):
@@ -181,14 +184,11 @@ def test_training_refuses_negative_boxes_before_building_the_runner(toy_coco, tm
     cfg = coco_cfg(bad)
     cfg.model.backbone.init_cfg = None
     cfg.dump(str(tmp_path / "cfg.py"))
-    train = load_tool("tools/train.py")
-    assert train.main([str(tmp_path / "cfg.py"), "--work-dir", str(tmp_path / "w")]) == 1
-    assert "negative width or height" in capsys.readouterr().err
-    test = load_tool("tools/test.py")
+    with pytest.raises(DatasetError, match="negative width or height"):
+        prepare_train_config(str(tmp_path / "cfg.py"), work_dir=str(tmp_path / "w"))
     (tmp_path / "w.pth").write_bytes(b"x")
-    with pytest.raises(SystemExit):
-        test.main([str(tmp_path / "cfg.py"), str(tmp_path / "w.pth")])
-    assert "instances_val2017.json" in capsys.readouterr().err
+    with pytest.raises(DatasetError, match=r"instances_val2017\.json"):
+        prepare_test_config(str(tmp_path / "cfg.py"), str(tmp_path / "w.pth"))
 
 
 def test_num_classes_and_max_per_img_are_checked_against_the_data(toy_coco):
@@ -258,10 +258,9 @@ def test_segmentation_dataset_that_skips_png_images_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------- 4: checkpoints of another task
-def test_a_checkpoint_that_leaves_the_head_random_is_refused(tmp_path, capsys):
+def test_a_checkpoint_that_leaves_the_head_random_is_refused(tmp_path):
     from mmseg.apis import init_model
 
-    infer = load_tool("tools/misc/infer.py")
     cfg_path = tmp_path / "seg.py"
     cfg_path.write_text(SEG_INFER_CONFIG.format(arch=TINY_PCPVT, dims=TINY_PCPVT["embed_dims"]))
     with DefaultScope.overwrite_default_scope("mmseg"):
@@ -270,8 +269,9 @@ def test_a_checkpoint_that_leaves_the_head_random_is_refused(tmp_path, capsys):
     torch.save({"state_dict": backbone_only, "meta": {}}, tmp_path / "cls.pth")
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), np.full((40, 50, 3), 100, np.uint8))
-    assert infer.main([str(cfg_path), str(tmp_path / "cls.pth"), str(image), "--out", str(tmp_path / "o.png")]) == 1
-    err = capsys.readouterr().err
+    with pytest.raises(UninitializedWeightsError) as e:
+        infer_and_draw(str(cfg_path), str(tmp_path / "cls.pth"), str(image), str(tmp_path / "o.png"))
+    err = str(e.value)
     assert "does not fit the model" in err and "decode_head" in err and "neck" in err
     assert not (tmp_path / "o.png").exists()
     wrong_classes = dict(model.state_dict())
@@ -400,19 +400,20 @@ def test_short_arch_names_and_strict_arch_dicts():
         CPVT(arch=dict(TINY_CPVT, depths=[1]))
 
 
-def test_eval_resolutions_refuses_a_zero_size(capsys):
-    er = load_tool("tools/analysis_tools/eval_resolutions.py")
-    for bad in ("0", "-3", "x"):
-        with pytest.raises(SystemExit):
-            er.parse_args(["c.py", "w.pth", "--sizes", "224", bad])
-        err = capsys.readouterr().err
-        assert "--sizes" in err and ("at least 1 pixel" in err or "whole number" in err)
+def test_eval_resolutions_refuses_a_zero_size():
+    import argparse
+
+    for bad, message in (("0", "at least 1 pixel"), ("-3", "at least 1 pixel"), ("x", "whole number")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            positive_int(bad)
+    tool = str(ROOT / "tools/analysis_tools/eval_resolutions.py")
+    err = run_tool(tool, "c.py", "w.pth", "--sizes", "224", "0", expect=2).stderr
+    assert "--sizes" in err and "at least 1 pixel" in err
 
 
 def test_segmentation_infer_draws_a_1x1_image(tmp_path):
     from mmseg.apis import init_model
 
-    infer = load_tool("tools/misc/infer.py")
     cfg_path = tmp_path / "seg.py"
     cfg_path.write_text(SEG_INFER_CONFIG.format(arch=TINY_PCPVT, dims=TINY_PCPVT["embed_dims"]))
     with DefaultScope.overwrite_default_scope("mmseg"):
@@ -421,7 +422,7 @@ def test_segmentation_infer_draws_a_1x1_image(tmp_path):
     torch.save({"state_dict": model.state_dict(), "meta": {"dataset_meta": meta}}, tmp_path / "w.pth")
     image = tmp_path / "one.png"
     cv2.imwrite(str(image), np.full((1, 1, 3), 100, np.uint8))
-    assert infer.main([str(cfg_path), str(tmp_path / "w.pth"), str(image), "--out", str(tmp_path / "o.png")]) == 0
+    infer_and_draw(str(cfg_path), str(tmp_path / "w.pth"), str(image), str(tmp_path / "o.png"))
     assert cv2.imread(str(tmp_path / "o.png")).shape == (1, 1, 3)
 
 

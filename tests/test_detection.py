@@ -8,16 +8,18 @@ import itertools
 import json
 import os.path as osp
 from pathlib import Path
-from types import ModuleType
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, load_tool, logged, run_tool
+from helpers import ROOT, logged, run_tool
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT
+
+from cpvt_mm.apis import InferenceInputError, infer_and_draw
+from cpvt_mm.datasets import make_toy_coco
 
 DET_CONFIGS = sorted(glob.glob(str(ROOT / "configs/detection/*.py")))
 KEY_CONFIGS = [
@@ -45,8 +47,7 @@ def _cached_metafiles():
 @pytest.fixture(scope="module")
 def toy_coco(tmp_path_factory) -> str:
     """16 train / 6 val images of the toy shapes set, in the COCO 2017 layout."""
-    make = load_tool("tools/dataset_converters/make_toy_coco.py")
-    return make.make_toy_coco(str(tmp_path_factory.mktemp("coco")), num_train=16, num_val=6, seed=0)
+    return make_toy_coco(str(tmp_path_factory.mktemp("coco")), num_train=16, num_val=6, seed=0)
 
 
 def tiny_config(name: str, data_root: str, work_dir: Path | None = None, max_epochs: int = 4) -> Config:
@@ -288,8 +289,7 @@ def test_toy_coco_is_in_the_coco_layout_and_read_by_mmdet(toy_coco, tmp_path):
         torch.testing.assert_close(box, torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float())
 
     # --rle stores the same masks (same seed) as compressed RLE, which mmdet reads too
-    make = load_tool("tools/dataset_converters/make_toy_coco.py")
-    assert make.main([str(tmp_path), "--num-train", "16", "--num-val", "2", "--rle"]) == 0
+    make_toy_coco(str(tmp_path), num_train=16, num_val=2, rle=True)
     poly = json.loads((root / "annotations/instances_train2017.json").read_text())["annotations"]
     rle = json.loads((tmp_path / "annotations/instances_train2017.json").read_text())["annotations"]
     assert len(poly) == len(rle)
@@ -439,12 +439,7 @@ def test_predictions_at_two_test_scales_come_back_in_original_coordinates(mask_r
     assert any(h % 32 or w % 32 for h, w in seen) and len(seen) > len(ann["images"])
 
 
-# --------------------------------------------------------------------------- tools/misc/infer.py
-@pytest.fixture(scope="module")
-def infer_tool() -> ModuleType:
-    return load_tool("tools/misc/infer.py")
-
-
+# --------------------------------------------------------------------------- drawing (tools/misc/infer.py)
 def save_random_checkpoint(model: torch.nn.Module, path: Path, classes: tuple[str, ...], **meta) -> Path:
     """A randomly initialised model in mmengine's checkpoint format, with the class names the tools read."""
     torch.save({"state_dict": model.state_dict(), "meta": {"dataset_meta": dict(classes=classes, **meta)}}, path)
@@ -459,35 +454,37 @@ def odd_sized_image(path: Path, size: tuple[int, int] = (101, 157)) -> Path:
     return path
 
 
-def test_infer_reports_missing_or_unreadable_inputs(infer_tool, tmp_path, capsys):
+def test_infer_reports_missing_or_unreadable_inputs(tmp_path):
     cfg = ROOT / "configs/detection/mask-rcnn_pcpvt-s_fpn_1x_coco.py"
     image = odd_sized_image(tmp_path / "x.png")
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
     (tmp_path / "w.pth").write_bytes(b"")
     cases = [
-        ([str(cfg), str(tmp_path / "none.pth"), str(image)], "checkpoint not found"),
-        ([str(cfg), str(tmp_path / "w.pth"), str(tmp_path / "none.jpg")], "image not found"),
-        ([str(cfg), str(tmp_path / "w.pth"), str(tmp_path / "broken.jpg")], "cannot read"),
+        ([str(cfg), str(tmp_path / "none.pth"), str(image)], FileNotFoundError, "checkpoint not found"),
+        ([str(cfg), str(tmp_path / "w.pth"), str(tmp_path / "none.jpg")], FileNotFoundError, "image not found"),
+        ([str(cfg), str(tmp_path / "w.pth"), str(tmp_path / "broken.jpg")], InferenceInputError, "cannot read"),
     ]
-    for argv, message in cases:
-        assert infer_tool.main([*argv, "--out", str(tmp_path / "out.png")]) == 1
-        assert message in capsys.readouterr().err
+    for args, error, message in cases:
+        with pytest.raises(error, match=message):
+            infer_and_draw(*args, str(tmp_path / "out.png"))
     assert not (tmp_path / "out.png").exists()
 
 
 @pytest.mark.slow
-def test_infer_draws_detections_of_the_trained_model(infer_tool, mask_rcnn_run, toy_coco, tmp_path):
+def test_infer_draws_detections_of_the_trained_model(mask_rcnn_run, toy_coco, tmp_path):
     cfg_path, ckpt = mask_rcnn_run
     (image,) = sorted((Path(toy_coco) / "val2017").glob("*.jpg"))[:1]
     out = tmp_path / "vis" / "det.png"
-    assert infer_tool.main([str(cfg_path), str(ckpt), str(image), "--out", str(out), "--device", "cpu"]) == 0
+    infer = str(ROOT / "tools/misc/infer.py")
+    res = run_tool(infer, str(cfg_path), str(ckpt), str(image), "--out", str(out), "--device", "cpu")
+    assert f"wrote {out} (mmdet prediction" in res.stdout
     drawn, original = cv2.imread(str(out)), cv2.imread(str(image))
     assert drawn.shape == original.shape  # drawn in the original image's frame
     assert np.abs(drawn.astype(int) - original).max() > 100  # boxes / masks were drawn
     assert [p.name for p in out.parent.iterdir()] == ["det.png"]  # no temporary file left behind
 
 
-def test_infer_draws_a_classification(infer_tool, tmp_path):
+def test_infer_draws_a_classification(tmp_path):
     from mmpretrain.apis import get_model
 
     cfg = Config.fromfile(str(ROOT / "configs/classification/pcpvt-small_8xb128_in1k.py"))
@@ -497,7 +494,7 @@ def test_infer_draws_a_classification(infer_tool, tmp_path):
     cfg_path = dump(cfg, tmp_path / "cls.py")
     ckpt = save_random_checkpoint(get_model(cfg), tmp_path / "cls.pth", ("disc", "square", "triangle"))
     image, out = odd_sized_image(tmp_path / "img.png"), tmp_path / "cls.png"
-    assert infer_tool.main([str(cfg_path), str(ckpt), str(image), "--out", str(out), "--device", "cpu"]) == 0
+    assert infer_and_draw(str(cfg_path), str(ckpt), str(image), str(out), device="cpu")[0] == "mmpretrain"
     drawn = cv2.imread(str(out))
     assert drawn.shape == cv2.imread(str(image)).shape and (drawn != cv2.imread(str(image))).any()  # label text
 
@@ -516,7 +513,7 @@ test_pipeline = [dict(type="LoadImageFromFile"), dict(type="Resize", scale=(160,
 """
 
 
-def test_infer_draws_a_segmentation(infer_tool, tmp_path):
+def test_infer_draws_a_segmentation(tmp_path):
     from mmseg.apis import init_model
 
     cfg_path = tmp_path / "seg.py"
@@ -526,15 +523,15 @@ def test_infer_draws_a_segmentation(infer_tool, tmp_path):
     palette = [[220, 40, 40], [40, 200, 40], [40, 60, 220]]
     ckpt = save_random_checkpoint(model, tmp_path / "seg.pth", ("bg", "disc", "rim"), palette=palette)
     image, out = odd_sized_image(tmp_path / "img.png"), tmp_path / "seg.png"
-    assert infer_tool.main([str(cfg_path), str(ckpt), str(image), "--out", str(out), "--device", "cpu"]) == 0
+    assert infer_and_draw(str(cfg_path), str(ckpt), str(image), str(out), device="cpu")[0] == "mmseg"
     drawn = cv2.imread(str(out))
     assert drawn.shape == cv2.imread(str(image)).shape and (drawn != cv2.imread(str(image))).any()  # overlay
 
 
-def test_infer_refuses_a_config_of_another_toolkit(infer_tool, tmp_path, capsys):
+def test_infer_refuses_a_config_of_another_toolkit(tmp_path):
     cfg = tmp_path / "other.py"
     cfg.write_text("default_scope = 'mmocr'\n")
     image = odd_sized_image(tmp_path / "img.png")
     (tmp_path / "w.pth").write_bytes(b"")
-    assert infer_tool.main([str(cfg), str(tmp_path / "w.pth"), str(image), "--out", str(tmp_path / "o.png")]) == 1
-    assert "default_scope='mmocr'" in capsys.readouterr().err
+    with pytest.raises(InferenceInputError, match="default_scope='mmocr'"):
+        infer_and_draw(str(cfg), str(tmp_path / "w.pth"), str(image), str(tmp_path / "o.png"))
