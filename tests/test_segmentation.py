@@ -20,6 +20,8 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT
 
+from cpvt_mm.datasets import make_toy_ade20k
+
 SEG_DIR = ROOT / "configs/segmentation"
 SEG_CONFIGS = sorted(glob.glob(str(SEG_DIR / "*.py")))
 FAMILIES = ("pcpvt", "svt")
@@ -31,9 +33,6 @@ KEY_CONFIGS = [FPN.format("pcpvt", "s"), UPER.format("pcpvt", "s"), CPVT_MLN]
 KINDS = [FPN.format("pcpvt", "s"), UPER.format("svt", "s"), CPVT_MLN]
 SIZES = [(61, 77), (100, 64)]  # neither side a multiple of 32 (nor of 7, SVT's window)
 TINY_CROP = (64, 64)
-
-sys.path.insert(0, str(ROOT / "tools/dataset_converters"))
-from make_toy_ade20k import make_toy_ade20k  # noqa: E402
 
 
 # --------------------------------------------------------------------------- helpers
