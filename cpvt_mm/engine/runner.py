@@ -67,8 +67,15 @@ def prepare_checkpoint_runner_config(cfg: Config, checkpoint: str, work_dir: str
 
 
 def build_runner(cfg: Config):
-    """The config's own runner type (``runner_type``) if it names one, else MMEngine's ``Runner``."""
+    """The config's own runner type (``runner_type``) if it names one, else MMEngine's ``Runner``.
+
+    The run's log starts with the compatibility fixes ``import cpvt_mm`` applied (:mod:`cpvt_mm.compat`).
+    """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
-    return RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
+    from .. import compat
+
+    runner = RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)
+    runner.logger.info(compat.summary())  # what importing cpvt_mm changed in the host stack, in the run's log
+    return runner
