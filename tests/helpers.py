@@ -14,6 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,3 +66,22 @@ def logged(work_dir: Path, key: str = "loss") -> list[tuple[int, float]]:
 
 def logged_losses(work_dir: Path) -> list[float]:
     return [v for _, v in logged(work_dir)]
+
+
+def build_model(cfg) -> torch.nn.Module:
+    """Build ``cfg.model`` the way the config's toolkit does: with its ``default_scope``'s registry, mmpretrain's
+    top-level ``data_preprocessor`` when the model has none, and SyncBN reverted as MMEngine's ``Runner`` does
+    for a non-distributed run. The one model builder of the test suite, for all three toolkits."""
+    import copy
+    import importlib
+
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import DefaultScope
+
+    scope = cfg.default_scope
+    registry = importlib.import_module(f"{scope}.registry").MODELS
+    model = copy.deepcopy(cfg.model)
+    if cfg.get("data_preprocessor") is not None:
+        model.setdefault("data_preprocessor", copy.deepcopy(cfg.data_preprocessor))
+    with DefaultScope.overwrite_default_scope(scope):
+        return revert_sync_batchnorm(registry.build(model))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, logged_losses, run_tool
+from helpers import ROOT, build_model, logged_losses, run_tool
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT, make_imagenet_layout
@@ -22,15 +22,6 @@ KEY_CONFIGS = [
     "svt-small_8xb128_in1k.py",
 ]
 TINY_CPVT_5 = dict(TINY_CPVT, depth=5)  # room for the paper's PEGs after blocks 0..4
-
-
-def build_classifier(cfg: Config):
-    from mmpretrain.registry import MODELS
-
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        model = cfg.model.copy()
-        model.setdefault("data_preprocessor", cfg.get("data_preprocessor"))
-        return MODELS.build(model)
 
 
 def test_key_configs_exist():
@@ -52,7 +43,7 @@ def test_every_config_loads_and_builds(path):
     assert opt.optimizer.lr == pytest.approx(5e-4 * batch / 512)
     assert opt.paramwise_cfg.custom_keys["peg"] == dict(decay_mult=0.0) and opt.clip_grad.max_norm == 5.0
     assert cfg.model.head.loss.type == "LabelSmoothLoss"
-    model = build_classifier(cfg)
+    model = build_model(cfg)
     assert type(model.backbone).__module__.startswith("cpvt_mm.models")
     assert model.head.fc.in_features == (
         model.backbone.embed_dims[-1] if isinstance(model.backbone.embed_dims, list) else model.backbone.embed_dims
@@ -181,7 +172,7 @@ def test_converted_timm_checkpoint_loads_strictly_into_config_classifier(family,
 
     src = timm.create_model(f"twins_{family}_small", pretrained=False).eval()
     cfg = Config.fromfile(str(ROOT / f"configs/classification/{family}-small_8xb128_in1k.py"))
-    model = build_classifier(cfg).eval()
+    model = build_model(cfg).eval()
     converted = convert_twins_checkpoint({"model": src.state_dict()})
     missing, unexpected = model.load_state_dict(converted["state_dict"], strict=True)
     assert not missing and not unexpected
@@ -197,7 +188,7 @@ def test_multiscale_preprocessor_changes_size_per_batch_and_is_rank_consistent()
     cfg.model.head.in_channels = TINY_CPVT["embed_dims"]
     sizes = []
     for _ in range(2):  # two "ranks" built from the same config draw the same sequence
-        model = build_classifier(cfg)
+        model = build_model(cfg)
         data = dict(inputs=[torch.randint(0, 255, (3, 224, 224), dtype=torch.uint8) for _ in range(2)])
         from mmpretrain.structures import DataSample
 
@@ -245,7 +236,7 @@ def test_layer_wise_lr_decay_with_mmpretrain_constructor():
     cfg = Config.fromfile(str(ROOT / "configs/classification/svt-small_8xb128_in1k.py"))
     cfg.model.backbone.arch = TINY_SVT
     cfg.model.head.in_channels = TINY_SVT["embed_dims"][-1]
-    model = build_classifier(cfg)
+    model = build_model(cfg)
     optim_cfg = dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=1e-3, weight_decay=0.05))
     paramwise = dict(layer_decay_rate=0.5, custom_keys={"peg": dict(decay_mult=0.0)})
     with DefaultScope.overwrite_default_scope("mmpretrain"):

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, logged, run_tool
+from helpers import ROOT, build_model, logged, run_tool
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT
@@ -104,13 +104,6 @@ def dump(cfg: Config, path: Path) -> Path:
     return path
 
 
-def build_detector(cfg: Config):
-    from mmdet.registry import MODELS
-
-    with DefaultScope.overwrite_default_scope("mmdet"):
-        return MODELS.build(cfg.model)
-
-
 def toy_batch(cfg: Config, indices: tuple[int, ...] = (0, 1)) -> dict:
     """Samples of the config's train set, through its own pipeline, collated as the dataloader does."""
     from mmdet.registry import DATASETS
@@ -166,7 +159,7 @@ def test_every_config_loads_and_builds(path, skip_init):
     if name.startswith("retinanet"):
         assert cfg.model.neck.start_level == 1 and cfg.model.neck.add_extra_convs == "on_input"
 
-    model = build_detector(cfg)  # builds without the checkpoint: weights load only in init_weights()
+    model = build_model(cfg)  # builds without the checkpoint: weights load only in init_weights()
     backbone = model.backbone
     assert type(backbone).__module__.startswith("cpvt_mm.models")
     dims = backbone.embed_dims if isinstance(backbone.embed_dims, list) else [backbone.embed_dims]
@@ -190,7 +183,7 @@ def test_every_parameter_gets_a_gradient(name, toy_coco):
     is not padded to a multiple of 32, so the backbone sees sides like 150x111 and pads internally."""
     cfg = tiny_config(name, toy_coco)
     cfg.model.data_preprocessor.pad_size_divisor = 1
-    model = build_detector(cfg)
+    model = build_model(cfg)
     model.train()
     data = model.data_preprocessor(toy_batch(cfg), True)
     assert any(s % 32 for s in data["inputs"].shape[-2:]), data["inputs"].shape
@@ -209,7 +202,7 @@ def test_peg_and_norm_parameters_have_no_weight_decay(name, toy_coco):
     from mmengine.optim import build_optim_wrapper
 
     cfg = tiny_config(name, toy_coco)
-    model = build_detector(cfg)
+    model = build_model(cfg)
     with DefaultScope.overwrite_default_scope("mmdet"):
         optim = build_optim_wrapper(model, cfg.optim_wrapper)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -245,7 +238,7 @@ def test_simple_feature_pyramid_strides_any_size():
 
 def test_plain_cpvt_pyramid_feeds_mask_rcnn_at_strides_4_to_64(toy_coco):
     cfg = tiny_config("mask-rcnn_cpvt-s_sfp_1x_coco.py", toy_coco)
-    model = build_detector(cfg)
+    model = build_model(cfg)
     feats = model.extract_feat(torch.randn(1, 3, 96, 160))
     assert [tuple(f.shape[-2:]) for f in feats] == [(24, 40), (12, 20), (6, 10), (3, 5), (2, 3)]
     assert model.rpn_head.prior_generator.strides == [(4, 4), (8, 8), (16, 16), (32, 32), (64, 64)]
@@ -307,7 +300,7 @@ def test_roi_features_are_pooled_from_nchw_memory(name, toy_coco):
     batches of two or more; RoIAlign then pools scrambled features, silently, and the RoI heads never learn
     (a tiny Mask R-CNN on the toy set stays at mask loss ln 2). The pooled features must not depend on the
     memory layout of the maps the detector hands to its RoI heads."""
-    model = build_detector(tiny_config(name, toy_coco))
+    model = build_model(tiny_config(name, toy_coco))
     feats = model.extract_feat(torch.randn(2, 3, 96, 128))
     rois = torch.tensor([[0, 8.0, 8.0, 60.0, 50.0], [1, 20.0, 10.0, 90.0, 80.0]])
     extractor = model.roi_head.bbox_roi_extractor

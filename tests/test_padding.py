@@ -13,10 +13,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import build_model
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from test_detection import mask_rcnn_run, toy_coco  # noqa: F401  (module fixtures, trained here once)
-from test_segmentation import FPN, UPER, build_segmentor, load, tiny
+from test_segmentation import FPN, UPER, load, tiny
 from toy import TINY_CPVT, TINY_PCPVT
 
 import cpvt_mm
@@ -154,7 +155,7 @@ def test_segmentor_training_batch_of_two_sizes(name):
     decode head's logits inside the image) are those of the image alone."""
     from mmseg.structures import SegDataSample
 
-    model = perturb_(build_segmentor(tiny(load(name)).model)).train()
+    model = perturb_(build_model(tiny(load(name)))).train()
     small, other = images((40, 52), (64, 61), seed=3)
 
     def run(imgs):
@@ -179,7 +180,7 @@ def test_whole_image_segmentation_is_pixel_aligned_at_any_size(size):
     from mmseg.structures import SegDataSample
 
     cfg = tiny(load(FPN.format("pcpvt", "s")))
-    model = perturb_(build_segmentor(cfg.model)).eval()
+    model = perturb_(build_model(cfg)).eval()
     h, w = size
     (img,) = images(size, seed=4)
     with torch.no_grad():
@@ -242,11 +243,10 @@ def test_attached_sizes_belong_to_one_tensor_object():
 
 def test_detector_uses_the_mode_through_its_config():
     """An unmodified mmdet detector built from a shipped config hands the sizes to the backbone."""
-    from test_detection import build_detector, tiny_config
+    from test_detection import tiny_config
 
     cfg = tiny_config("mask-rcnn_pcpvt-s_fpn_1x_coco.py", "unused")
-    with DefaultScope.overwrite_default_scope("mmdet"):
-        det = perturb_(build_detector(cfg)).eval()
+    det = perturb_(build_model(cfg)).eval()
     img, big = images((61, 77)), images(BIG, seed=1)
     with torch.no_grad():
         alone = det.backbone(det_batch(det.data_preprocessor, img))

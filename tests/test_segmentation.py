@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, logged_losses, run_tool
+from helpers import ROOT, build_model, logged_losses, run_tool
 from mmengine.config import Config, ConfigDict
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
@@ -38,14 +38,6 @@ TINY_CROP = (64, 64)
 # --------------------------------------------------------------------------- helpers
 def load(name: str) -> Config:
     return Config.fromfile(str(SEG_DIR / name))
-
-
-def build_segmentor(model_cfg: dict) -> torch.nn.Module:
-    """Build with mmseg's registry, SyncBN reverted as MMEngine's Runner does for a non-distributed run."""
-    from mmseg.registry import MODELS
-
-    with DefaultScope.overwrite_default_scope("mmseg"):
-        return revert_sync_batchnorm(MODELS.build(copy.deepcopy(model_cfg)))
 
 
 def backbone_dims(backbone: ConfigDict) -> list[int]:
@@ -120,7 +112,7 @@ def full_model():
 
     def get(name: str) -> torch.nn.Module:
         if name not in cache:
-            cache[name] = build_segmentor(load(name).model)
+            cache[name] = build_model(load(name))
         return cache[name]
 
     return get
@@ -194,7 +186,7 @@ def test_config_follows_the_recipe_and_builds(path):
         assert model.auxiliary_head.in_channels == dims[model.auxiliary_head.in_index]
     assert model.decode_head.num_classes == 150
 
-    build_segmentor(tiny(cfg).model)  # same structure at tiny widths (full sizes: the key / slow tests)
+    build_model(tiny(cfg))  # same structure at tiny widths (full sizes: the key / slow tests)
 
 
 @pytest.mark.parametrize("name", KEY_CONFIGS)
@@ -218,7 +210,7 @@ def test_pretrained_backbone_loads_through_init_cfg(tmp_path):
 
     cfg = tiny(load(UPER.format("svt", "s")))
     cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(path), prefix="backbone.")
-    model = build_segmentor(cfg.model)
+    model = build_model(cfg)
     fresh_norm = model.backbone.stages[0].norm.weight.detach().clone()
     model.init_weights()
     loaded = model.backbone.state_dict()
@@ -230,7 +222,7 @@ def test_pretrained_backbone_loads_through_init_cfg(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(set(map(os.path.basename, SEG_CONFIGS)) - set(KEY_CONFIGS)))
 def test_other_configs_build_at_full_size(name):
-    model = build_segmentor(load(name).model)
+    model = build_model(load(name))
     assert len(model.extract_feat(torch.zeros(1, 3, 64, 64))) == 4
 
 
@@ -261,7 +253,7 @@ def test_every_parameter_gets_a_gradient(name):
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
 
-    model = build_segmentor(tiny(load(name)).model)
+    model = build_model(tiny(load(name)))
     model.train()
     samples = []
     for _ in range(2):
@@ -284,7 +276,7 @@ def test_predictions_have_the_input_size(name, mode):
     cfg = tiny(load(name))
     if mode == "slide":  # windows smaller than the images so they overlap and the last ones are clipped
         cfg.model.test_cfg = dict(mode="slide", crop_size=(48, 48), stride=(32, 32))
-    model = build_segmentor(cfg.model).eval()
+    model = build_model(cfg).eval()
     for h, w in SIZES:
         logits, (pred,) = logits_and_preds(model, (h, w))
         assert logits.shape == (1, 150, h, w)
@@ -296,7 +288,7 @@ def test_slide_inference_at_the_documented_window():
     """The documented cfg-option (512 windows, stride 341) on a 600x530 image: 2 x 2 overlapping windows."""
     cfg = tiny(load(FPN.format("svt", "s")))
     cfg.model.test_cfg = dict(mode="slide", crop_size=(512, 512), stride=(341, 341))
-    model = build_segmentor(cfg.model).eval()
+    model = build_model(cfg).eval()
     with torch.no_grad():
         logits = model.inference(torch.zeros(1, 3, 600, 530), [dict(img_shape=(600, 530), ori_shape=(600, 530))])
     assert logits.shape == (1, 150, 600, 530)
