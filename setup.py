@@ -29,11 +29,14 @@ def read_text(name: str) -> str:
 
 
 def read_requirements(name: str) -> list[str]:
+    """Requirement lines of ``requirements/<name>``, following ``-r other.txt`` includes as pip does."""
     reqs = []
     with open(osp.join(ROOT, "requirements", name), encoding="utf-8") as f:
         for line in f:
             line = line.split("#", 1)[0].strip()
-            if line:
+            if line.startswith("-r "):
+                reqs += read_requirements(line[3:].strip())
+            elif line:
                 reqs.append(line)
     return reqs
 
