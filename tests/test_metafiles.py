@@ -28,6 +28,14 @@ def test_names_unique_and_configs_exist():
         assert os.path.splitext(os.path.basename(m["Config"]))[0] == m["Name"]
 
 
+def test_collections_point_at_the_readme_next_to_their_configs():
+    index = yaml.safe_load((ROOT / "model-index.yml").read_text())
+    for path in index["Import"]:
+        for collection in yaml.safe_load((ROOT / path).read_text())["Collections"]:
+            readme = collection["README"]
+            assert (ROOT / readme).is_file() and os.path.dirname(readme) == os.path.dirname(path), readme
+
+
 def test_every_config_is_listed():
     listed = {m["Config"] for m in _models()}
     for task in ("classification", "detection", "segmentation"):
