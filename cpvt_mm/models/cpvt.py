@@ -22,9 +22,9 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .layers import PEG, Attention, PatchEmbed, TransformerBlock, checkpoint_seq, init_weights_
+from .layers import PEG, Attention, PatchEmbed, TransformerBlock, checkpoint_seq, init_weights_, tokens_to_map
 from .padding import Padding, attach, lookup
-from .utils import check_image_batch, check_in_channels, normalize_indices, resolve_arch
+from .utils import check_image_batch, check_in_channels, is_symbolic, normalize_indices, resolve_arch
 
 __all__ = ["CPVT"]
 
@@ -150,9 +150,8 @@ class CPVT(BaseModule):
                 return patches.mean(dim=1)
             # mean over each image's real tokens only
             return padding.zero_tokens(patches).sum(dim=1) / padding.keep(patches.dtype).sum(dim=1)
-        B, _, C = patches.shape
         # (B, N, C) -> (B, C, H, W), contiguous NCHW (see PCPVT.forward: mmcv's RoIAlign needs it)
-        out = patches.transpose(1, 2).reshape(B, C, *hw)
+        out = tokens_to_map(patches, hw)
         if padding is None:
             return out.contiguous()
         return attach(padding.zero_map(out).contiguous(), padding.sizes.cpu())
@@ -161,7 +160,7 @@ class CPVT(BaseModule):
         """Add the (baseline) learned table, bicubic-resized to each image's own grid as DeiT does."""
         table = self.pos_embed
         if padding is None:
-            if tuple(table.shape[-2:]) != hw:
+            if is_symbolic(*hw) or tuple(table.shape[-2:]) != hw:  # an exported graph must follow any size
                 table = F.interpolate(table, size=hw, mode="bicubic", align_corners=False)
             return x + table.flatten(2).transpose(1, 2)  # (1, C, h, w) -> (1, N, C)
         # A padded batch: the table must follow each image's real grid, not the padded one.

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .padding import Padding
+from .utils import is_symbolic
 
 Size2D = tuple[int, int]
 
@@ -32,8 +33,21 @@ __all__ = [
     "TransformerBlock",
     "init_weights_",
     "set_fused_attn",
+    "tokens_to_map",
     "use_fused_attn",
 ]
+
+
+def tokens_to_map(x: Tensor, hw: Size2D) -> Tensor:
+    """``(B, H*W, C)`` tokens -> ``(B, C, H, W)`` map for a conv.
+
+    In eager mode this is a view (channels-last strides, no copy; the convs accept it). With symbolic sizes
+    (export, dynamic compile) it is made contiguous: the convs' channels-last stride checks on a view of a
+    symbolic size add guards such as ``w * min(C, C * w) == C * w`` that the exporter cannot prove, and it then
+    bakes the example's size into the graph. A compiler plans the layout of a traced graph anyway.
+    """
+    B, _, C = x.shape  # explicit B and C: with B == 0 a -1 would be ambiguous
+    return _dense(x.transpose(1, 2), is_symbolic(*hw)).reshape(B, C, hw[0], hw[1])  # (B, N, C) -> (B, C, H, W)
 
 
 def use_fused_attn() -> bool:
@@ -103,13 +117,13 @@ class PEG(nn.Module):
     def forward(self, x: Tensor, hw: Size2D, padding: Padding | None = None) -> Tensor:
         """``padding``: padded tokens read as zeros (the border an image sees alone) and come out zero."""
         prefix, tokens = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens :]
-        B, N, C = tokens.shape
+        N = tokens.shape[1]
         H, W = hw
         if N != H * W:
             raise ValueError(f"PEG got {N} tokens for a {H}x{W} map")
         if padding is not None:
             tokens = padding.zero_tokens(tokens)
-        feat = tokens.transpose(1, 2).reshape(B, C, H, W)  # (B, N, C) -> (B, C, H, W)
+        feat = tokens_to_map(tokens, hw)  # (B, N, C) -> (B, C, H, W)
         out = self.proj(feat)
         out += feat  # in place: the conv's backward needs its input, not its output
         tokens = out.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, N, C)
@@ -140,7 +154,7 @@ class PatchEmbed(nn.Module):
             x = padding.zero_map(x)
         p = self.patch_size
         pad_h, pad_w = -x.shape[-2] % p, -x.shape[-1] % p
-        if pad_h or pad_w:
+        if is_symbolic(pad_h, pad_w) or pad_h or pad_w:  # symbolic (export, dynamic compile): always pad
             x = F.pad(x, (0, pad_w, 0, pad_h))
         x = self.proj(x)
         hw = (x.shape[-2], x.shape[-1])
@@ -237,10 +251,10 @@ class GlobalSubsampledAttention(_AttentionBase):
             H, W = hw
             if padding is not None:
                 x = padding.zero_tokens(x)
-            feat = x.transpose(1, 2).reshape(B, C, H, W)  # (B, N, C) -> (B, C, H, W)
+            feat = tokens_to_map(x, hw)  # (B, N, C) -> (B, C, H, W)
             r = self.sr_ratio
             pad_h, pad_w = -H % r, -W % r
-            if pad_h or pad_w:
+            if is_symbolic(pad_h, pad_w) or pad_h or pad_w:
                 feat = F.pad(feat, (0, pad_w, 0, pad_h))
             feat = self.sr(feat)
             x = self.norm(feat.flatten(2).transpose(1, 2))  # (B, C, h, w) -> (B, M, C)
@@ -283,16 +297,23 @@ class LocallyGroupedAttention(_AttentionBase):
 
     @staticmethod
     def key_padding_mask(hw: Size2D, ws: int, device: torch.device) -> Tensor | None:
-        """Boolean (1, nWh*nWw, 1, 1, ws*ws) mask, True where the key is a real token; None without padding."""
+        """Boolean (1, nWh*nWw, 1, 1, ws*ws) mask, True where the key is a real token; None without padding.
+
+        With a symbolic size (export, ``torch.compile(dynamic=True)``) whether the map needs padding is not
+        known while tracing, so the mask is always built (all True where nothing is padded): one graph then
+        serves every size instead of one per divisibility pattern.
+        """
         H, W = hw
-        pad_h, pad_w = -H % ws, -W % ws
-        if not (pad_h or pad_w):
+        nh, nw = (H + ws - 1) // ws, (W + ws - 1) // ws  # windows per side (ceil)
+        if not is_symbolic(H, W) and nh * ws == H and nw * ws == W:
             return None
-        Hp, Wp = H + pad_h, W + pad_w
-        valid = torch.zeros(Hp, Wp, dtype=torch.bool, device=device)
-        valid[:H, :W] = True
+        # Sizes as multiples (nh * ws), not H + (-H % ws): a tracer can then prove the reshape below is exact.
+        # Comparisons against the size, not an in-place fill, so the mask follows a symbolic (runtime) size.
+        rows = torch.arange(nh * ws, device=device) < H
+        cols = torch.arange(nw * ws, device=device) < W
         # (Hp, Wp) -> (nWh, ws, nWw, ws) -> (nWh*nWw, ws*ws)
-        valid = valid.reshape(Hp // ws, ws, Wp // ws, ws).transpose(1, 2).reshape(-1, ws * ws)
+        valid = (rows[:, None] & cols[None, :]).reshape(nh, ws, nw, ws).transpose(1, 2)
+        valid = _dense(valid, is_symbolic(H, W)).reshape(-1, ws * ws)
         return valid[None, :, None, None, :]
 
     def forward(self, x: Tensor, hw: Size2D, padding: Padding | None = None) -> Tensor:
@@ -300,26 +321,37 @@ class LocallyGroupedAttention(_AttentionBase):
         B, N, C = x.shape
         H, W = hw
         ws = self.window_size
-        pad_h, pad_w = -H % ws, -W % ws
+        nh, nw = (H + ws - 1) // ws, (W + ws - 1) // ws  # windows per side (ceil); the map is padded to multiples of ws
+        Hp, Wp = nh * ws, nw * ws
+        sym = is_symbolic(H, W)
         x = x.reshape(B, H, W, C)
-        if pad_h or pad_w:
-            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-        Hp, Wp = H + pad_h, W + pad_w
-        nh, nw = Hp // ws, Wp // ws
+        if sym or Hp != H or Wp != W:
+            x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
         # (B, Hp, Wp, C) -> (B, nh, ws, nw, ws, C) -> (B, nh*nw, ws*ws, C)
-        x = x.reshape(B, nh, ws, nw, ws, C).transpose(2, 3).reshape(B, nh * nw, ws * ws, C)
+        x = _dense(x.reshape(B, nh, ws, nw, ws, C).transpose(2, 3), sym).reshape(B, nh * nw, ws * ws, C)
         # (B, nW, ws*ws, 3C) -> (3, B*nW, heads, ws*ws, head_dim)
         qkv = self.qkv(x).reshape(B * nh * nw, ws * ws, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if padding is not None:
             mask = padding.window_key_mask(ws)  # covers the ceil padding above as well
         elif (mask := self.key_padding_mask(hw, ws, x.device)) is not None:
             # (1, nW, 1, 1, L) -> (B*nW, 1, 1, L): one row per window, broadcast over heads and queries
-            mask = mask.expand(B, -1, -1, -1, -1).reshape(B * nh * nw, 1, 1, ws * ws)
+            mask = _dense(mask.expand(B, -1, -1, -1, -1), sym).reshape(B * nh * nw, 1, 1, ws * ws)
         x = self._sdpa(qkv[0], qkv[1], qkv[2], mask)
-        # (B*nW, heads, ws*ws, hd) -> (B, nh, nw, ws, ws, C) -> (B, Hp, Wp, C)
-        x = x.transpose(1, 2).reshape(B, nh, nw, ws, ws, C).transpose(2, 3).reshape(B, Hp, Wp, C)
-        x = x[:, :H, :W].reshape(B, N, C)
+        # (B*nW, heads, ws*ws, hd) -> (B, nh, nw, ws, ws, C) -> (B, Hp, Wp, C) -> crop -> (B, N, C)
+        x = _dense(x.transpose(1, 2), sym).reshape(B, nh, nw, ws, ws, C)
+        x = _dense(x.transpose(2, 3), sym).reshape(B, Hp, Wp, C)
+        x = _dense(x[:, :H, :W], sym).reshape(B, N, C)
         return self.proj_drop(self.proj(x))
+
+
+def _dense(x: Tensor, symbolic: bool) -> Tensor:
+    """A contiguous copy when sizes are symbolic, else ``x`` (whose ``reshape`` copies only if it must).
+
+    Whether ``reshape`` of a transposed or cropped tensor can be a view depends on the sizes (one window per
+    side, batch 1, no crop); under a dynamic-shape compile each answer would be a guard and every change of
+    answer a recompile. Copying unconditionally keeps one graph; a compiler fuses the copy into its neighbours.
+    """
+    return x.clone(memory_format=torch.contiguous_format) if symbolic else x
 
 
 class TransformerBlock(nn.Module):

@@ -57,11 +57,23 @@ def attach(tensor: Tensor, sizes: Tensor | Sequence[Sequence[int]]) -> Tensor:
 
 
 def lookup(tensor: Tensor) -> Tensor | None:
-    """The ``(B, 2)`` valid sizes :func:`attach`-ed to exactly this tensor object, or None."""
+    """The ``(B, 2)`` valid sizes :func:`attach`-ed to exactly this tensor object, or None.
+
+    Always None while ``torch.compile``, ``torch.export`` / the ONNX exporter or ``torch.jit`` trace: the
+    table is keyed by Python object identity, which a traced graph cannot express (dynamo would break the
+    graph on it, an exporter would bake in one call's answer). Compiled and exported models therefore run
+    the plain path; the padding-aware path is an eager-mode feature (``docs/deployment.md``).
+    """
+    if _tracing():
+        return None
     entry = _ATTACHED.get(id(tensor))
     if entry is None or entry[0]() is not tensor:
         return None
     return entry[1]
+
+
+def _tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 class Padding:
@@ -90,6 +102,11 @@ class Padding:
         """The padding of an image batch ``x``; None when no image is padded (the plain path is then exact)."""
         if sizes is None:
             return None
+        if torch.compiler.is_exporting() or torch.jit.is_tracing():
+            raise NotImplementedError(
+                "valid_sizes (the padding-aware forward) cannot be exported: the masks depend on the sizes' "
+                "values. Export the plain forward (valid_sizes=None) and run padded batches in eager mode"
+            )
         sizes = torch.as_tensor(sizes, dtype=torch.long, device="cpu").reshape(-1, 2)
         H, W = x.shape[-2:]
         if sizes.shape[0] != x.shape[0] or bool((sizes < 1).any()) or bool((sizes > torch.tensor([H, W])).any()):

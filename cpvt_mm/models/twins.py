@@ -33,6 +33,7 @@ from .layers import (
     TransformerBlock,
     checkpoint_seq,
     init_weights_,
+    tokens_to_map,
 )
 from .padding import Padding, attach, lookup
 from .utils import check_image_batch, check_in_channels, normalize_indices, resolve_arch
@@ -220,19 +221,17 @@ class PCPVT(BaseModule):
                 padding-aware data preprocessor attached to ``x``; without any, the plain forward runs.
         """
         check_image_batch(x, self.in_channels, self.min_input_size, type(self).__name__, self.stages[0].patch_embed)
-        B = x.shape[0]
         padding = Padding.from_pixels(lookup(x) if valid_sizes is None else valid_sizes, x)
         outs = []
         last = self.out_indices[-1]
         for s, stage in enumerate(self.stages[: last + 1]):
             tokens, (h, w), padding = stage(x, padding)
-            C = tokens.shape[-1]  # explicit: with B == 0 a -1 would be ambiguous
-            x = tokens.transpose(1, 2).reshape(B, C, h, w)  # (B, N, C) -> (B, C, h, w)
+            x = tokens_to_map(tokens, (h, w))  # (B, N, C) -> (B, C, h, w), the next stage's input
             if s in self.out_indices:
                 # (B, N, C) -> (B, C, h, w) after the stage's output norm; contiguous NCHW because some
                 # consumers (mmcv's RoIAlign) read raw NCHW memory and would pool scrambled features
                 # from the channels-last view the transpose gives.
-                out = stage.norm(tokens).transpose(1, 2).reshape(B, C, h, w)
+                out = tokens_to_map(stage.norm(tokens), (h, w))
                 if padding is not None:
                     out = attach(padding.zero_map(out).contiguous(), padding.sizes.cpu())
                 outs.append(out.contiguous())

@@ -50,6 +50,22 @@ def resolve_arch(
     return dict(arch)
 
 
+def is_symbolic(*sizes: int | torch.SymInt) -> bool:
+    """Whether any size is symbolic: traced by ``torch.export`` / the ONNX exporter or by ``torch.compile`` with
+    dynamic shapes.
+
+    A Python branch on a symbolic size (``if pad_h:``) would either specialise the graph to the example input
+    (an exported file that only runs at one size) or guard on it (a recompile per divisibility pattern). The
+    models therefore take the branch that is right for every size when this is True (pad by a possibly-zero
+    amount, build the mask) and keep the cheaper concrete-size branches in eager mode.
+
+    Under ``torch.compile`` this is always True: dynamo presents a symbolic size to ``isinstance`` as an int,
+    and one generic graph (the zero-amount pad is free once compiled) beats a recompile whenever the input
+    size crosses a divisibility pattern.
+    """
+    return torch.compiler.is_compiling() or any(isinstance(s, torch.SymInt) for s in sizes)
+
+
 def check_in_channels(in_channels: int, name: str) -> None:
     """``in_channels`` must be a positive int (0 built a model whose every forward failed)."""
     if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
