@@ -34,6 +34,8 @@ import torch
 from torch import Tensor, nn
 
 import cpvt_mm  # noqa: F401  (compat layer before timm / mmpretrain)
+from cpvt_mm.analysis import count_complexity, mfu
+from cpvt_mm.deployment import compile_model
 from cpvt_mm.models import PCPVT, SVT, attach
 from cpvt_mm.models.converters import convert_twins_checkpoint
 
@@ -191,9 +193,17 @@ def run(args: argparse.Namespace) -> dict:
         inputs["cpvt_mm padding-aware"] = attach(x.clone(), sizes)
     else:
         models = build_models(args.arch, args.impls)
+    if args.with_cp and "cpvt_mm" in models:
+        backbone = getattr(models["cpvt_mm"], "backbone", models["cpvt_mm"])
+        backbone.set_grad_checkpointing(True)
+    # forward FLOPs of one image (cpvt_mm's model; all implementations compute the same function)
+    counted = models.get("cpvt_mm") or next(iter(models.values()))
+    flops = count_complexity(counted, (1, 3, h, w)).flops
     steps = {}
     for name, model in models.items():
         model.to(device)
+        if args.compile:  # fixed size here, so a static graph: the same treatment for every implementation
+            model = compile_model(model, dynamic=False)
         steps[name] = make_step(model, inputs.get(name, x), args.mode, dtype, device)
     if args.mode == "infer" and not args.padding and {"timm", "cpvt_mm"} <= set(models):
         with torch.inference_mode():
@@ -227,8 +237,21 @@ def run(args: argparse.Namespace) -> dict:
             torch=torch.__version__,
             rounds=args.rounds,
             iters=args.iters,
+            compiled=args.compile,
+            with_cp=args.with_cp,
         ),
-        results={n: dict(img_per_s=r.median, samples=r.samples, peak_mib=r.peak_mib) for n, r in results.items()},
+        gflops_per_image=flops / 1e9,
+        results={
+            n: dict(
+                img_per_s=r.median,
+                samples=r.samples,
+                peak_mib=r.peak_mib,
+                mfu=mfu(flops, r.median, args.peak_tflops * 1e12, train=args.mode == "train")
+                if args.peak_tflops
+                else None,
+            )
+            for n, r in results.items()
+        },
     )
 
 
@@ -237,10 +260,12 @@ def to_markdown(report: dict) -> str:
     ours = res.get("cpvt_mm")
     lines = [
         f"{cfg['arch']} {cfg['what']} {cfg['mode']}, batch {cfg['batch_size']}, {cfg['size']}, {cfg['dtype']}, "
-        f"{cfg['device']}, torch {cfg['torch']} (median of {cfg['rounds']} interleaved rounds of {cfg['iters']})",
+        f"{cfg['device']}, torch {cfg['torch']}{', compiled' if cfg.get('compiled') else ''}"
+        f"{', with_cp' if cfg.get('with_cp') else ''} (median of {cfg['rounds']} interleaved rounds of "
+        f"{cfg['iters']}; {report.get('gflops_per_image', 0):.2f} GFLOPs per image forward)",
         "",
-        "| implementation | img/s | speed ratio (cpvt_mm / this) | peak MiB | memory ratio (cpvt_mm / this) |",
-        "|---|---|---|---|---|",
+        "| implementation | img/s | speed ratio (cpvt_mm / this) | peak MiB | memory ratio (cpvt_mm / this) | MFU |",
+        "|---|---|---|---|---|---|",
     ]
     for name, r in res.items():
         speed = f"{ours['img_per_s'] / r['img_per_s']:.2f}" if ours else "-"
@@ -250,7 +275,8 @@ def to_markdown(report: dict) -> str:
             if ours and r["peak_mib"] and ours["peak_mib"] is not None
             else "-"
         )
-        lines.append(f"| {name} | {r['img_per_s']:.1f} | {speed} | {mem} | {mem_ratio} |")
+        util = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "-"
+        lines.append(f"| {name} | {r['img_per_s']:.1f} | {speed} | {mem} | {mem_ratio} | {util} |")
     return "\n".join(lines)
 
 
@@ -282,6 +308,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--compile", action="store_true", help="torch.compile every implementation (inductor)")
+    p.add_argument("--with-cp", action="store_true", help="gradient checkpointing in cpvt_mm's backbone")
+    p.add_argument("--peak-tflops", type=float, default=0.0, help="device peak for the dtype: report MFU")
     p.add_argument("--json", help="also write the report as JSON here")
     return p.parse_args(argv)
 
