@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The prepared GPU check (issue 12): ONE command from a bare GPU machine (Python 3.12, a CUDA torch, timm, no
+# package index) to a results file, well inside 10 minutes.
+#
+#   bash scripts/gpu_check.sh                 # on the GPU host: install, check, benchmark
+#   bash scripts/gpu_check.sh --dry-run       # on CPU (make test runs this): no install, tiny plan
+#
+# Knobs: PYTHON (interpreter), GPU_WHEELS (folder with the wheels below), OUT (results folder).
+#
+# What a bare host lacks comes from the wheel folder (../shared/wheels/gpu-cp312 in the project's layout, or
+# shared/wheels/gpu-cp312 carried inside the checkout): mmengine, mmpretrain, mmdet, mmseg and their small
+# pure-Python dependencies, installed with --no-index --no-deps into work_dirs/gpu_site (never over the host's
+# torch). mmcv is built from its sdist WITHOUT its CUDA ops (MMCV_WITH_OPS=0: pure Python, seconds instead of
+# 5-12 minutes): the backbone checks and the classification benchmarks need only mmcv.cnn; detection would
+# need the ops. cpvt_mm itself runs from the checkout (PYTHONPATH), not installed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+DRY=0
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) DRY=1 ;;
+    *) echo "usage: bash scripts/gpu_check.sh [--dry-run]" >&2; exit 2 ;;
+  esac
+done
+log() { printf '[gpu_check] %s\n' "$*"; }
+
+if [ "$DRY" = 1 ]; then
+  PY="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
+  OUT="${OUT:-work_dirs/gpu_check_dry}"
+  log "dry run on CPU with $PY: no installation, tiny plan"
+  exec env OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" "$PY" tools/analysis_tools/gpu_check.py --dry-run --out "$OUT"
+fi
+
+PY="${PYTHON:-python3}"
+OUT="${OUT:-work_dirs/gpu_check}"
+SITE="$ROOT/work_dirs/gpu_site"
+WHEELS="${GPU_WHEELS:-}"
+for candidate in "$ROOT/shared/wheels/gpu-cp312" "$ROOT/../shared/wheels/gpu-cp312" "$ROOT/wheels/gpu-cp312"; do
+  [ -z "$WHEELS" ] && [ -d "$candidate" ] && WHEELS="$candidate"
+done
+[ -n "$WHEELS" ] && [ -d "$WHEELS" ] || { echo "[gpu_check] no wheel folder found; set GPU_WHEELS=DIR" >&2; exit 1; }
+"$PY" -c "import torch; assert torch.cuda.is_available(), 'torch sees no CUDA device'" \
+  || { echo "[gpu_check] $PY has no CUDA torch; this is the GPU check (use --dry-run on CPU)" >&2; exit 1; }
+
+export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if ! "$PY" -c "import mmengine, mmcv, mmpretrain" >/dev/null 2>&1; then
+  log "installing from $WHEELS into $SITE (no index, no deps, torch untouched)"
+  mkdir -p "$SITE"
+  "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --target "$SITE" "$WHEELS"/*.whl
+  MMCV_WITH_OPS=0 "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps \
+    --no-build-isolation --target "$SITE" "$WHEELS"/mmcv-2.1.0.tar.gz
+fi
+"$PY" -c "import torch, mmcv, mmengine, mmpretrain, timm, cpvt_mm; print('[gpu_check] torch', torch.__version__, \
+torch.cuda.get_device_name(), '| mmcv', mmcv.__version__, '| mmpretrain', mmpretrain.__version__, '| timm', timm.__version__)"
+log "model checks and benchmarks -> $OUT"
+"$PY" tools/analysis_tools/gpu_check.py --out "$OUT"

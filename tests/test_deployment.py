@@ -1,0 +1,103 @@
+"""Deployment (issue 12): one ONNX file for every batch / height / width, and torch.compile with a bounded
+number of graphs across input sizes. Tiny widths; the sizes are the issue's (224, 333x517, 800x1216)."""
+
+import pytest
+import torch
+from helpers import load_tool
+from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT
+
+from cpvt_mm.deployment import check_onnx, compile_model, count_compiles, export_onnx
+from cpvt_mm.models import CPVT, PCPVT, SVT, attach
+
+pytest.importorskip("onnxruntime")
+
+# SVT with the real 7x7 windows, so the LSA mask is exercised at sides that are not multiples of 7
+TINY_SVT7 = dict(TINY_SVT, window_sizes=[7, 7, 7, 7])
+ISSUE_SHAPES = [(1, 3, 224, 224), (2, 3, 333, 517), (1, 3, 800, 1216)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls, arch", [(PCPVT, TINY_PCPVT), (SVT, TINY_SVT7)], ids=["pcpvt", "svt"])
+def test_one_onnx_file_matches_pytorch_at_every_size(tmp_path, cls, arch):
+    model = cls(arch=arch).eval()
+    path = export_onnx(model, tmp_path / "backbone.onnx", output_names=[f"stage{s}" for s in range(4)])
+    import onnx
+
+    dims = [d.dim_param or d.dim_value for d in onnx.load(path).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, "height", "width"]
+    shapes = [*ISSUE_SHAPES, (3, 3, 61, 90), (1, 3, 32, 32)]  # also: batch 3, a last stage of one token
+    for check in check_onnx(model, path, shapes, threads=1):
+        assert check.max_abs_diff <= 1e-4, check
+
+
+@pytest.mark.slow
+def test_cpvt_classifier_exports_with_dynamic_sizes(tmp_path):
+    model = CPVT(arch=TINY_CPVT, patch_size=8).eval()  # class token out: a (B, C) tensor at any size
+    path = export_onnx(model, tmp_path / "cpvt.onnx")
+    checks = check_onnx(model, path, [(1, 3, 224, 224), (2, 3, 333, 517)], threads=1)
+    assert [c.output_shapes for c in checks] == [[(1, 32)], [(2, 32)]]
+    assert max(c.max_abs_diff for c in checks) <= 1e-4
+
+
+def test_export_tool_refuses_an_unknown_target(tmp_path):
+    tool = load_tool("tools/deployment/export_onnx.py")
+    with pytest.raises(SystemExit, match="expected a config file or one of"):
+        tool.main(["pcpvt-tiny-typo", "--out", str(tmp_path / "m.onnx")])
+
+
+def test_padding_aware_path_is_eager_only():
+    """Attached sizes are not read while compiling (no graph break on the side table) and cannot be exported."""
+    model = PCPVT(arch=TINY_PCPVT).eval()
+    x = torch.randn(2, 3, 64, 64)
+    x[1, :, 48:] = 0
+    attach(x, [[64, 64], [48, 64]])
+    with count_compiles() as stats, torch.no_grad():
+        compiled = compile_model(model, backend="eager")(x)
+    assert stats.graph_breaks == 0 and stats.graphs == 1
+    with torch.no_grad():
+        plain = model(x.clone())  # a copy carries no sizes: the plain path
+    for a, b in zip(compiled, plain):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(Exception, match="cannot be exported"):
+        torch.export.export(model, (x, torch.tensor([[64, 64], [48, 64]])))
+    torch._dynamo.reset()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "build",
+    [lambda: PCPVT(arch=TINY_PCPVT), lambda: SVT(arch=TINY_SVT7), lambda: CPVT(arch=TINY_CPVT, patch_size=8)],
+    ids=["pcpvt", "svt", "cpvt"],
+)
+def test_compiled_models_take_many_sizes_with_a_bounded_number_of_graphs(build):
+    torch._dynamo.reset()
+    model = build().eval()
+    compiled = compile_model(model, backend="eager")  # dynamo's tracing and guards; inductor is not the point
+    shapes = [(2, 3, 224, 224), (2, 3, 333, 517), (1, 3, 97, 131), (3, 3, 160, 96), (2, 3, 256, 320)]
+    with count_compiles() as stats, torch.no_grad():
+        for shape in shapes:
+            x = torch.randn(shape)
+            for a, b in zip(compiled(x), model(x)):
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert stats.graph_breaks == 0
+    assert stats.graphs == 1 and stats.recompiles == 0, stats.recompile_reasons
+    torch._dynamo.reset()
+
+
+@pytest.mark.slow
+def test_compiled_training_step_matches_eager():
+    torch._dynamo.reset()
+    model = SVT(arch=TINY_SVT7).train()
+    compiled = compile_model(model, backend="aot_eager")
+    with count_compiles() as stats:
+        for shape in [(2, 3, 97, 131), (2, 3, 128, 160)]:
+            x = torch.randn(shape)
+            model.zero_grad()
+            sum(o.square().mean() for o in compiled(x)).backward()
+            grads = [p.grad.clone() for p in model.parameters()]
+            model.zero_grad()
+            sum(o.square().mean() for o in model(x)).backward()
+            for g, p in zip(grads, model.parameters()):
+                torch.testing.assert_close(g, p.grad, atol=1e-5, rtol=1e-4)
+    assert stats.graph_breaks == 0 and stats.recompiles == 0, stats.recompile_reasons
+    torch._dynamo.reset()

@@ -1,0 +1,32 @@
+"""The prepared GPU check (issue 12) runs its whole plan on CPU with --dry-run, as `make test` requires."""
+
+import json
+import os
+import subprocess
+import sys
+
+from helpers import ROOT
+
+
+def test_gpu_check_dry_run_writes_checks_and_benchmarks(tmp_path):
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    res = subprocess.run(
+        ["bash", "scripts/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert report["checks"] and all(c["ok"] for c in report["checks"]), report["checks"]
+    names = {c["name"] for c in report["checks"]}
+    assert {"SVT: padding-aware batch vs alone", "PCPVT: bf16 backward", "CPVT: fused vs reference attention"} <= names
+    assert [b["config"]["mode"] for b in report["benchmarks"]] == ["infer", "train"]
+    assert set(report["benchmarks"][0]["results"]) == {"cpvt_mm", "timm", "mmpretrain"}
+    assert report["benchmarks"][1]["config"]["with_cp"] is True
+    assert "| timm |" in (tmp_path / "results.md").read_text()
+
+
+def test_gpu_check_refuses_to_run_without_cuda_unless_dry():
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # also on a GPU machine: never start the real plan here
+    res = subprocess.run(
+        [sys.executable, "tools/analysis_tools/gpu_check.py"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert res.returncode != 0 and "no CUDA device visible" in res.stderr
