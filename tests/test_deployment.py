@@ -30,7 +30,6 @@ def test_one_onnx_file_matches_pytorch_at_every_size(tmp_path, cls, arch):
         assert check.max_abs_diff <= 1e-4, check
 
 
-@pytest.mark.slow
 def test_cpvt_classifier_exports_with_dynamic_sizes(tmp_path):
     model = CPVT(arch=TINY_CPVT, patch_size=8).eval()  # class token out: a (B, C) tensor at any size
     path = export_onnx(model, tmp_path / "cpvt.onnx")
@@ -63,7 +62,6 @@ def test_padding_aware_path_is_eager_only():
     torch._dynamo.reset()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "build",
     [lambda: PCPVT(arch=TINY_PCPVT), lambda: SVT(arch=TINY_SVT7), lambda: CPVT(arch=TINY_CPVT, patch_size=8)],
