@@ -27,3 +27,16 @@ def test_benchmark_times_the_padding_aware_mode_against_the_plain_forward(tmp_pa
     assert set(report["results"]) == {"cpvt_mm", "cpvt_mm padding-aware"}
     assert report["config"]["size"] == "64x96" and report["config"]["what"] == "backbone, padded batch"
     assert "| cpvt_mm padding-aware |" in capsys.readouterr().out
+
+
+def test_dense_sweep_compares_four_backbones_and_plots(tmp_path):
+    sweep = load_tool("tools/analysis_tools/dense_sweep.py")
+    out = tmp_path / "dense"
+    fast = ["--batch-size", "1", "--rounds", "1", "--iters", "1", "--warmup", "0"]
+    reports = sweep.main(
+        ["--arch", "svt-small", "--size", "64", "64x96", "--mode", "train", "--out", str(out), "--", *fast]
+    )
+    assert [r["config"]["size"] for r in reports] == ["64x64", "64x96"]
+    assert all(set(r["results"]) == {"cpvt_mm", "timm", "mmpretrain", "mmseg"} for r in reports)
+    assert reports[0]["config"]["what"] == "backbone" and reports[0]["gflops_per_image"] > 0
+    assert (tmp_path / "dense.png").stat().st_size > 0 and "| mmseg |" in (tmp_path / "dense.md").read_text()

@@ -3,11 +3,17 @@
     python tools/analysis_tools/benchmark.py --arch pcpvt-small --batch-size 8 --size 224
     python tools/analysis_tools/benchmark.py --arch svt-small --mode train --dtype bf16 --device cuda
     python tools/analysis_tools/benchmark.py --arch pcpvt-small --padding --size 800x1216 --batch-size 2
+    python tools/analysis_tools/benchmark.py --arch svt-small --backbone --impls cpvt_mm mmseg --size 512
 
 ``--padding`` measures the cost of cpvt_mm's padding-aware mode instead: the backbone alone (all four stage
 maps, as detection and segmentation read them) on one zero-padded batch whose odd images are 3/4 of the
 padded size, run plainly ("cpvt_mm") and padding-aware ("cpvt_mm padding-aware"); the speed ratio column is
 then the plain forward's throughput over the padding-aware one's (1.05 = the mode costs 5%).
+
+``--backbone`` compares backbones only (four stage maps each; timm's ``features_only``), where mmseg's Twins
+is a fourth implementation (``--impls ... mmseg``); ``dense_sweep.py`` runs it across sizes and plots.
+``--compile`` compiles every implementation alike; ``--peak-tflops`` adds MFU (forward FLOPs from
+:func:`cpvt_mm.analysis.count_complexity`, attention included).
 
 Every implementation is the full classifier (backbone + final norm + average pool + 1000-way linear head),
 with the same random weights where the key maps allow (cpvt_mm's weights are converted from timm's so all
@@ -106,6 +112,51 @@ class Result:
         return statistics.median(self.samples)
 
 
+# mmseg's own Twins backbone arguments (its configs' small models), for the dense-size comparison
+MMSEG_SMALL = {
+    "pcpvt": dict(embed_dims=[64, 128, 320, 512], num_heads=[1, 2, 5, 8], mlp_ratios=[8, 8, 4, 4],
+                  depths=[3, 4, 6, 3], sr_ratios=[8, 4, 2, 1], qkv_bias=True),
+    "svt": dict(embed_dims=[64, 128, 256, 512], num_heads=[2, 4, 8, 16], mlp_ratios=[4, 4, 4, 4],
+                depths=[2, 2, 10, 4], sr_ratios=[8, 4, 2, 1], windiow_sizes=[7, 7, 7, 7], qkv_bias=True),
+}  # fmt: skip
+
+
+class Maps(nn.Module):
+    """A backbone returning its four stage maps as a tuple, whatever container the implementation uses."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        return tuple(self.backbone(x))
+
+
+def build_backbones(arch_name: str, impls: list[str]) -> dict[str, nn.Module]:
+    """Backbones only (all four stage maps, as detection and segmentation read them), mmseg's as a fourth."""
+    import timm
+
+    family, arch, timm_name = ARCHS[arch_name]
+    models: dict[str, nn.Module] = {}
+    if "cpvt_mm" in impls:
+        models["cpvt_mm"] = (PCPVT if family == "pcpvt" else SVT)(arch=arch)
+    if "timm" in impls:
+        models["timm"] = Maps(timm.create_model(timm_name, pretrained=False, features_only=True))
+    if "mmpretrain" in impls:
+        from mmpretrain.models.backbones.twins import PCPVT as MMPCPVT
+        from mmpretrain.models.backbones.twins import SVT as MMSVT
+
+        models["mmpretrain"] = Maps((MMPCPVT if family == "pcpvt" else MMSVT)(arch=arch))
+    if "mmseg" in impls:
+        if arch != "small":
+            raise SystemExit("benchmark: mmseg's Twins is compared for the small models only")
+        from mmseg.models.backbones.twins import PCPVT as SegPCPVT
+        from mmseg.models.backbones.twins import SVT as SegSVT
+
+        models["mmseg"] = Maps((SegPCPVT if family == "pcpvt" else SegSVT)(**MMSEG_SMALL[family]))
+    return models
+
+
 def build_padding_pair(arch_name: str) -> dict[str, nn.Module]:
     """cpvt_mm's backbone twice (the same module): plain, and fed batches that carry their valid sizes."""
     family, arch, _ = ARCHS[arch_name]
@@ -191,8 +242,10 @@ def run(args: argparse.Namespace) -> dict:
             x[b, :, hb:] = 0
             x[b, :, :, wb:] = 0
         inputs["cpvt_mm padding-aware"] = attach(x.clone(), sizes)
+    elif args.backbone:
+        models = build_backbones(args.arch, args.impls)
     else:
-        models = build_models(args.arch, args.impls)
+        models = build_models(args.arch, [i for i in args.impls if i != "mmseg"])
     if args.with_cp and "cpvt_mm" in models:
         backbone = getattr(models["cpvt_mm"], "backbone", models["cpvt_mm"])
         backbone.set_grad_checkpointing(True)
@@ -205,7 +258,7 @@ def run(args: argparse.Namespace) -> dict:
         if args.compile:  # fixed size here, so a static graph: the same treatment for every implementation
             model = compile_model(model, dynamic=False)
         steps[name] = make_step(model, inputs.get(name, x), args.mode, dtype, device)
-    if args.mode == "infer" and not args.padding and {"timm", "cpvt_mm"} <= set(models):
+    if args.mode == "infer" and not (args.padding or args.backbone) and {"timm", "cpvt_mm"} <= set(models):
         with torch.inference_mode():
             diff = (models["timm"].eval()(x) - models["cpvt_mm"].eval()(x)).abs().max().item()
         print(f"max |logits(cpvt_mm) - logits(timm)| = {diff:.2e} (same weights)", file=sys.stderr)
@@ -229,7 +282,7 @@ def run(args: argparse.Namespace) -> dict:
             mode=args.mode,
             batch_size=args.batch_size,
             size=f"{h}x{w}",
-            what="backbone, padded batch" if args.padding else "classifier",
+            what="backbone, padded batch" if args.padding else "backbone" if args.backbone else "classifier",
             dtype=args.dtype,
             device=torch.cuda.get_device_name()
             if device.type == "cuda"
@@ -301,8 +354,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
-        "--impls", nargs="+", default=["cpvt_mm", "timm", "mmpretrain"], choices=["cpvt_mm", "timm", "mmpretrain"]
+        "--impls",
+        nargs="+",
+        default=["cpvt_mm", "timm", "mmpretrain"],
+        choices=["cpvt_mm", "timm", "mmpretrain", "mmseg"],
     )
+    p.add_argument("--backbone", action="store_true", help="backbones only (4 stage maps); mmseg is an --impls option")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--iters", type=int, default=3, help="steps per timed round")
     p.add_argument("--warmup", type=int, default=2)
