@@ -66,7 +66,8 @@ def build_deployable(target: str, checkpoint: str | None = None, *, backbone_onl
     """
     if target in ARCHS:
         family, arch = ARCHS[target]
-        model: nn.Module = CPVT_MODELS.build(dict(type=family, arch=arch))
+        # scoped name: a default scope another toolkit set (mmdet, mmseg) must not redirect the lookup
+        model: nn.Module = CPVT_MODELS.build(dict(type=f"cpvt_mm.{family}", arch=arch))
     elif osp.isfile(target):
         model = _build_from_config(target)
         if backbone_only:

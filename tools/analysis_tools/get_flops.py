@@ -46,7 +46,7 @@ def build(target: str, backbone_only: bool) -> torch.nn.Module:
     if target in ARCHS:  # straight on the meta device: no memory even for the large models
         family, arch = ARCHS[target]
         with torch.device("meta"):
-            return MODELS.build(dict(type=family, arch=arch))
+            return MODELS.build(dict(type=f"cpvt_mm.{family}", arch=arch))
     return build_deployable(target, backbone_only=backbone_only)
 
 
