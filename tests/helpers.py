@@ -7,30 +7,17 @@ tools do, and :func:`run_tool` for the command lines themselves (arguments, exit
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_tool(relpath: str) -> ModuleType:
-    """Import a script under tools/ (not a package) as a module. Only tests/test_benchmark.py still does;
-    every other tool is a command line over library functions, which the tests import instead."""
-    path = ROOT / relpath
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and pickling look the module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_tool(*args: str, procs: int = 1, timeout: int = 600, expect: int = 0) -> subprocess.CompletedProcess:

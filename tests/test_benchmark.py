@@ -2,11 +2,13 @@
 
 import json
 
-from helpers import load_tool
+from helpers import ROOT, run_tool
+
+from cpvt_mm.analysis import benchmark as bench
+from cpvt_mm.analysis import dense_sweep as sweep
 
 
 def test_benchmark_reports_all_implementations_with_ratios(tmp_path, capsys):
-    bench = load_tool("tools/analysis_tools/benchmark.py")
     out = tmp_path / "bench.json"
     args = ["--arch", "svt-small", "--batch-size", "1", "--size", "64", "--rounds", "1", "--iters", "1"]
     bench.main([*args, "--warmup", "0", "--json", str(out)])
@@ -19,7 +21,6 @@ def test_benchmark_reports_all_implementations_with_ratios(tmp_path, capsys):
 
 
 def test_benchmark_times_the_padding_aware_mode_against_the_plain_forward(tmp_path, capsys):
-    bench = load_tool("tools/analysis_tools/benchmark.py")
     out = tmp_path / "bench.json"
     args = ["--arch", "pcpvt-small", "--padding", "--size", "64x96", "--batch-size", "2", "--mode", "train"]
     bench.main([*args, "--rounds", "1", "--iters", "1", "--warmup", "0", "--json", str(out)])
@@ -30,7 +31,6 @@ def test_benchmark_times_the_padding_aware_mode_against_the_plain_forward(tmp_pa
 
 
 def test_dense_sweep_compares_four_backbones_and_plots(tmp_path):
-    sweep = load_tool("tools/analysis_tools/dense_sweep.py")
     out = tmp_path / "dense"
     fast = ["--batch-size", "1", "--rounds", "1", "--iters", "1", "--warmup", "0"]
     reports = sweep.main(
@@ -40,3 +40,8 @@ def test_dense_sweep_compares_four_backbones_and_plots(tmp_path):
     assert all(set(r["results"]) == {"cpvt_mm", "timm", "mmpretrain", "mmseg"} for r in reports)
     assert reports[0]["config"]["what"] == "backbone" and reports[0]["gflops_per_image"] > 0
     assert (tmp_path / "dense.png").stat().st_size > 0 and "| mmseg |" in (tmp_path / "dense.md").read_text()
+
+
+def test_benchmark_command_line_is_the_library_main():
+    res = run_tool(str(ROOT / "tools/analysis_tools/benchmark.py"), "--size", "0x5", expect=2)
+    assert "expected a size like 224 or 800x1216" in res.stderr or "sizes must be >= 32" in res.stderr

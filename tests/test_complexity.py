@@ -1,8 +1,10 @@
 """The complexity counter (issue 12): the papers' MACs at 224, attention counted on CPU, the tool's table."""
 
+import json
+
 import pytest
 import torch
-from helpers import load_tool
+from helpers import ROOT, run_tool
 from toy import TINY_SVT
 
 from cpvt_mm.analysis import count_complexity, mfu
@@ -45,10 +47,10 @@ def test_mfu():
     assert mfu(1e9, 100, 1e12, train=True) == pytest.approx(0.3)
 
 
-def test_get_flops_tool_prints_a_table(tmp_path, capsys):
-    tool = load_tool("tools/analysis_tools/get_flops.py")
-    rows = tool.main(["pcpvt-small", "--size", "224", "800x1216", "--json", str(tmp_path / "f.json")])
+def test_get_flops_tool_prints_a_table(tmp_path):
+    tool = str(ROOT / "tools/analysis_tools/get_flops.py")
+    res = run_tool(tool, "pcpvt-small", "--size", "224", "800x1216", "--json", str(tmp_path / "f.json"))
+    rows = json.loads((tmp_path / "f.json").read_text())
     assert [r["size"] for r in rows] == ["224x224", "800x1216"]
-    assert "| pcpvt-small | 224x224 | 23.6 | 3.81 |" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="expected a config file or one of"):
-        tool.main(["pcpvt-smal"])
+    assert "| pcpvt-small | 224x224 | 23.6 | 3.81 |" in res.stdout
+    assert "expected a config file or one of" in run_tool(tool, "pcpvt-smal", expect=1).stderr
