@@ -342,3 +342,12 @@ def test_builds_on_meta_device(cls):
         model = cls(arch="small")
         outs = model(torch.empty(1, 3, 61, 77))
     assert all(o.is_meta for o in outs)
+
+
+def test_svt_layout_is_chosen_by_the_class_not_by_arch_keys():
+    """A PCPVT never turns into an SVT because its arch dict carries ``window_sizes``: it says which to build."""
+    with pytest.raises(ValueError, match=r"type='cpvt_mm\.SVT'"):
+        PCPVT(arch=TINY_SVT)
+    kinds = {type(m).__name__ for m in SVT(arch=TINY_SVT).modules()}
+    assert {"LocallyGroupedAttention", "GlobalSubsampledAttention"} <= kinds
+    assert "LocallyGroupedAttention" not in {type(m).__name__ for m in PCPVT(arch=TINY_PCPVT).modules()}

@@ -22,9 +22,9 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .layers import PEG, Attention, PatchEmbed, TransformerBlock, checkpoint_seq, init_weights_, tokens_to_map
+from .layers import PEG, Attention, PatchEmbed, TransformerBlock, checkpoint_block, init_weights_, tokens_to_map
 from .padding import Padding, attach, lookup
-from .utils import check_image_batch, check_in_channels, is_symbolic, normalize_indices, resolve_arch
+from .utils import check_image_batch, check_in_channels, is_symbolic, normalize_indices, output_map, resolve_arch
 
 __all__ = ["CPVT"]
 
@@ -150,11 +150,10 @@ class CPVT(BaseModule):
                 return patches.mean(dim=1)
             # mean over each image's real tokens only
             return padding.zero_tokens(patches).sum(dim=1) / padding.keep(patches.dtype).sum(dim=1)
-        # (B, N, C) -> (B, C, H, W), contiguous NCHW (see PCPVT.forward: mmcv's RoIAlign needs it)
-        out = tokens_to_map(patches, hw)
+        out = tokens_to_map(patches, hw)  # (B, N, C) -> (B, C, H, W)
         if padding is None:
-            return out.contiguous()
-        return attach(padding.zero_map(out).contiguous(), padding.sizes.cpu())
+            return output_map(out)
+        return attach(output_map(padding.zero_map(out)), padding.sizes.cpu())
 
     def _add_pos_embed(self, x: Tensor, hw: tuple[int, int], padding: Padding | None) -> Tensor:
         """Add the (baseline) learned table, bicubic-resized to each image's own grid as DeiT does."""
@@ -194,7 +193,7 @@ class CPVT(BaseModule):
         outs = []
         for i, blk in enumerate(self.blocks[: self.out_indices[-1] + 1]):
             if self.with_cp and self.training and x.requires_grad:
-                x = checkpoint_seq(blk, x, hw, padding)
+                x = checkpoint_block(blk, x, hw, padding)
             else:
                 x = blk(x, hw, padding)
             if str(i) in self.pegs:

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..registry import MODELS
 from .padding import Padding, attach, lookup
+from .utils import output_map
 
 __all__ = ["LayerNorm2d", "SimpleFeaturePyramid"]
 
@@ -167,10 +168,7 @@ class SimpleFeaturePyramid(BaseModule):
             outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))  # ceil(h / 2) x ceil(w / 2)
             if padding is not None:
                 paddings.append(paddings[-1].downsample(2, outs[-1].shape[-2:]))
-        # LayerNorm2d's permutes (and the backbone's token -> map reshape) leave channels-last strides, and
-        # mmcv's RoIAlign (CPU and CUDA kernels alike) reads its input as NCHW-contiguous memory without
-        # checking: the RoI heads would pool scrambled features.
-        outs = [o.contiguous() for o in outs]
+        outs = [output_map(o) for o in outs]  # LayerNorm2d's permutes leave channels-last strides
         if padding is not None:
             outs = [attach(o, p.sizes.cpu()) for o, p in zip(outs, paddings)]
         return tuple(outs)

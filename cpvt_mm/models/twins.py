@@ -31,12 +31,12 @@ from .layers import (
     PatchEmbed,
     Size2D,
     TransformerBlock,
-    checkpoint_seq,
+    checkpoint_block,
     init_weights_,
     tokens_to_map,
 )
 from .padding import Padding, attach, lookup
-from .utils import check_image_batch, check_in_channels, normalize_indices, resolve_arch
+from .utils import check_image_batch, check_in_channels, normalize_indices, output_map, resolve_arch
 
 __all__ = ["PCPVT", "SVT", "PyramidStage"]
 
@@ -95,7 +95,7 @@ class PyramidStage(nn.Module):
         x = self.pos_drop(x)
         for j, blk in enumerate(self.blocks):
             if self.with_cp and self.training and x.requires_grad:
-                x = checkpoint_seq(blk, x, hw, padding)
+                x = checkpoint_block(blk, x, hw, padding)
             else:
                 x = blk(x, hw, padding)
             if j == 0:
@@ -134,7 +134,10 @@ class PCPVT(BaseModule):
                       mlp_ratios=[8, 8, 4, 4], sr_ratios=[8, 4, 2, 1]),
     }  # fmt: skip
     required_keys: tuple[str, ...] = ("embed_dims", "depths", "num_heads", "mlp_ratios", "sr_ratios")
-    optional_keys: tuple[str, ...] = ("window_sizes",)  # PCPVT with windows is an SVT; kept for old configs
+    optional_keys: tuple[str, ...] = ()
+    # Blocks alternate locally-grouped (even) and global sub-sampled (odd) attention: Twins-SVT's layout. A class
+    # property, not a consequence of which keys an arch dict happens to carry.
+    local_windows: bool = False
 
     def __init__(
         self,
@@ -155,13 +158,18 @@ class PCPVT(BaseModule):
         super().__init__(init_cfg=init_cfg)
         name = type(self).__name__
         check_in_channels(in_channels, name)
+        if not self.local_windows and isinstance(arch, Mapping) and "window_sizes" in arch:
+            raise ValueError(
+                f"{name}: 'window_sizes' in the arch selects Twins-SVT's locally-grouped attention; "
+                "build type='cpvt_mm.SVT' with this arch instead"
+            )
         self.arch = resolve_arch(arch, self.arch_zoo, self.required_keys, name, self.optional_keys)
         dims, depths = list(self.arch["embed_dims"]), list(self.arch["depths"])
         num_stages = len(depths)
         per_stage = {k: list(self.arch[k]) for k in ("embed_dims", "depths", "num_heads", "mlp_ratios", "sr_ratios")}
-        window_sizes = self.arch.get("window_sizes")
+        window_sizes = list(self.arch["window_sizes"]) if self.local_windows else None
         if window_sizes is not None:
-            per_stage["window_sizes"] = list(window_sizes)
+            per_stage["window_sizes"] = window_sizes
         per_stage["patch_sizes"] = list(patch_sizes)
         bad = {k: len(v) for k, v in per_stage.items() if len(v) != num_stages}
         if bad:
@@ -228,13 +236,10 @@ class PCPVT(BaseModule):
             tokens, (h, w), padding = stage(x, padding)
             x = tokens_to_map(tokens, (h, w))  # (B, N, C) -> (B, C, h, w), the next stage's input
             if s in self.out_indices:
-                # (B, N, C) -> (B, C, h, w) after the stage's output norm; contiguous NCHW because some
-                # consumers (mmcv's RoIAlign) read raw NCHW memory and would pool scrambled features
-                # from the channels-last view the transpose gives.
-                out = tokens_to_map(stage.norm(tokens), (h, w))
+                out = tokens_to_map(stage.norm(tokens), (h, w))  # (B, N, C) -> (B, C, h, w), output norm applied
                 if padding is not None:
-                    out = attach(padding.zero_map(out).contiguous(), padding.sizes.cpu())
-                outs.append(out.contiguous())
+                    out = attach(output_map(padding.zero_map(out)), padding.sizes.cpu())
+                outs.append(output_map(out))
         return tuple(outs)
 
     # ------------------------------------------------------------------ training affordances
@@ -295,4 +300,4 @@ class SVT(PCPVT):
                       mlp_ratios=[4, 4, 4, 4], sr_ratios=[8, 4, 2, 1], window_sizes=[7, 7, 7, 7]),
     }  # fmt: skip
     required_keys = (*PCPVT.required_keys, "window_sizes")
-    optional_keys = ()
+    local_windows = True

@@ -112,3 +112,28 @@ def normalize_indices(indices: int | Sequence[int], length: int, name: str) -> t
     if len(set(out)) != len(out):
         raise ValueError(f"{name}: duplicate indices in {tuple(indices)}")
     return tuple(sorted(out))
+
+
+def tokens_to_map(x: Tensor, hw: tuple[int, int]) -> Tensor:
+    """``(B, H*W, C)`` tokens -> ``(B, C, H, W)`` map for a conv.
+
+    In eager mode this is a view (channels-last strides, no copy; the convs accept it). With symbolic sizes
+    (export, dynamic compile) it is made contiguous: the convs' channels-last stride checks on a view of a
+    symbolic size add guards such as ``w * min(C, C * w) == C * w`` that the exporter cannot prove, and it then
+    bakes the example's size into the graph. A compiler plans the layout of a traced graph anyway.
+    """
+    B, _, C = x.shape  # explicit B and C: with B == 0 a -1 would be ambiguous
+    x = x.transpose(1, 2)  # (B, N, C) -> (B, C, N)
+    if is_symbolic(*hw):
+        x = x.contiguous()
+    return x.reshape(B, C, hw[0], hw[1])  # (B, C, N) -> (B, C, H, W)
+
+
+def output_map(x: Tensor) -> Tensor:
+    """An output feature map in NCHW-contiguous memory, as every cpvt_mm backbone and neck returns them.
+
+    Token -> map reshapes and channel LayerNorms leave channels-last strides, and mmcv's RoIAlign (CPU and
+    CUDA kernels alike) reads its input as raw NCHW memory without checking: the RoI heads of a detector would
+    pool scrambled features from such a view. A no-op when ``x`` is already contiguous.
+    """
+    return x.contiguous()

@@ -1,0 +1,51 @@
+"""The Position Encoding Generator (PEG), CPVT's one idea: position from a depthwise conv over the token map."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .padding import Padding
+from .utils import tokens_to_map
+
+Size2D = tuple[int, int]
+
+__all__ = ["PEG"]
+
+
+class PEG(nn.Module):
+    """Position Encoding Generator (CPVT, arXiv 2102.10882, Sec. 3.2).
+
+    A ``k x k`` depthwise convolution with zero padding over the token map, added back to the tokens.
+    The zero padding is what gives tokens near the border a sense of absolute position, and because the
+    kernel is local, any token grid works: nothing is tied to a training resolution.
+
+    Args:
+        dim: Token channels.
+        kernel_size: Odd kernel size (3 in the paper).
+        num_prefix_tokens: Leading tokens (e.g. the class token) passed through untouched.
+    """
+
+    def __init__(self, dim: int, kernel_size: int = 3, num_prefix_tokens: int = 0) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"PEG kernel_size must be odd so the map keeps its size, got {kernel_size}")
+        self.num_prefix_tokens = num_prefix_tokens
+        self.proj = nn.Conv2d(dim, dim, kernel_size, stride=1, padding=kernel_size // 2, groups=dim, bias=True)
+
+    def forward(self, x: Tensor, hw: Size2D, padding: Padding | None = None) -> Tensor:
+        """``padding``: padded tokens read as zeros (the border an image sees alone) and come out zero."""
+        prefix, tokens = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens :]
+        N = tokens.shape[1]
+        H, W = hw
+        if N != H * W:
+            raise ValueError(f"PEG got {N} tokens for a {H}x{W} map")
+        if padding is not None:
+            tokens = padding.zero_tokens(tokens)
+        feat = tokens_to_map(tokens, hw)  # (B, N, C) -> (B, C, H, W)
+        out = self.proj(feat)
+        out += feat  # in place: the conv's backward needs its input, not its output
+        tokens = out.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, N, C)
+        if padding is not None:
+            tokens = padding.zero_tokens(tokens)
+        return torch.cat((prefix, tokens), dim=1) if self.num_prefix_tokens else tokens
