@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import compat  # noqa: F401  (before timm / mmpretrain import torchvision)
+from ..cli import image_size
 from ..deployment import compile_model
 from ..models import PCPVT, SVT, attach
 from ..models.converters import convert_twins_checkpoint
@@ -335,14 +336,7 @@ def to_markdown(report: dict) -> str:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, _, w = text.lower().partition("x")
-        size = (int(h), int(w or h))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 224 or 800x1216, got {text!r}") from None
-    if min(size) < 32:
-        raise argparse.ArgumentTypeError(f"sizes must be >= 32 px, got {text!r}")
-    return size
+    return image_size(text, minimum=32)  # below one stride-32 token the pyramid models have nothing to time
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -21,22 +21,15 @@ import torch
 
 import cpvt_mm  # noqa: F401  (compat layer and registries first)
 from cpvt_mm.analysis import count_complexity
+from cpvt_mm.cli import image_size
 from cpvt_mm.deployment import ARCHS, build_deployable
 from cpvt_mm.registry import MODELS
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    h, _, w = text.lower().partition("x")
-    try:
-        return int(h), int(w or h)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 224 or 800x1216, got {text!r}") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("targets", nargs="+", help=f"config files or architectures ({', '.join(sorted(ARCHS))})")
-    p.add_argument("--size", nargs="+", type=parse_size, default=[(224, 224)], help="input sizes, 224 or HxW")
+    p.add_argument("--size", nargs="+", type=image_size, default=[(224, 224)], help="input sizes, 224 or HxW")
     p.add_argument("--backbone-only", action="store_true", help="with a config: count model.backbone only")
     p.add_argument("--json", help="also write the rows as JSON here")
     return p.parse_args(argv)

@@ -18,16 +18,9 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a checkout
 
 import cpvt_mm  # noqa: F401  (compat layer and registries first)
+from cpvt_mm.cli import image_size
 from cpvt_mm.deployment import ARCHS, build_deployable, check_onnx, export_onnx
 from cpvt_mm.deployment.onnx import DEFAULT_OPSET
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    h, _, w = text.lower().partition("x")
-    try:
-        return int(h), int(w or h)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 224 or 800x1216, got {text!r}") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--backbone-only", action="store_true", help="with a config: export model.backbone only")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= 18; default {DEFAULT_OPSET})")
-    p.add_argument("--check", nargs="*", type=parse_size, default=[(224, 224), (333, 517)], help="sizes to verify")
+    p.add_argument("--check", nargs="*", type=image_size, default=[(224, 224), (333, 517)], help="sizes to verify")
     p.add_argument("--batch", type=int, default=1, help="batch size of the check inputs")
     return p.parse_args(argv)
 
