@@ -11,7 +11,6 @@ MFU from the complexity counter). Exits 1 when a check fails; a benchmark that f
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -24,6 +23,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import torch
 
 import cpvt_mm  # noqa: F401  (compat layer before timm / mmpretrain)
+from cpvt_mm.analysis import benchmark as bench
 from cpvt_mm.analysis.device_checks import run_device_checks
 
 # Dense bf16 peak of the GPUs these sessions get (TFLOP/s, no sparsity), for MFU.
@@ -49,15 +49,6 @@ def plan(dry_run: bool) -> list[list[str]]:
     return runs
 
 
-def load_benchmark():
-    path = osp.join(osp.dirname(osp.abspath(__file__)), "benchmark.py")
-    spec = importlib.util.spec_from_file_location("cpvt_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="work_dirs/gpu_check", help="folder for results.json / results.md")
@@ -72,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     checks = [c.as_dict() for c in run_device_checks(device, compile_backend=None if args.dry_run else "inductor")]
     lines = [f"# GPU check on {name}, torch {torch.__version__}", "", "| check | ok | detail |", "|---|---|---|"]
     lines += [f"| {c['name']} | {'yes' if c['ok'] else '**NO**'} | {c['detail']} |" for c in checks]
-    bench, reports = load_benchmark(), []
+    reports = []
     for run_args in plan(args.dry_run):
         full = [*run_args, "--device", device] + (["--peak-tflops", str(peak)] if peak else [])
         try:
