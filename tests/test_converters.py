@@ -6,7 +6,6 @@ Random weights only (no downloads). The peers' norm weights and biases are pertu
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -77,13 +76,6 @@ def assert_same_features(ref: Callable[[Tensor], Sequence[Tensor]], model: nn.Mo
             diff = max_diff(ref(x), model(x))
         print(f"{label} {size[0]}x{size[1]}: features max abs diff {diff:.2e}")
         assert diff <= TOL, f"{label} at {size}: {diff}"
-
-
-def load_cli():
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", CLI)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -234,10 +226,13 @@ def test_check_state_dict_lists_shape_mismatches(timm_models):
 
 
 # --------------------------------------------------------------------------- CLI
-def test_cli_wrong_arch_fails_and_writes_nothing(timm_pcpvt_file, tmp_path, capsys):
+def test_cli_wrong_arch_fails_and_writes_nothing(timm_pcpvt_file, tmp_path):
+    from cpvt_mm.apis.convert import ConversionError, convert_checkpoint_file
+
     dst = tmp_path / "out" / "pcpvt_base.pth"
-    assert load_cli().main([str(timm_pcpvt_file), str(dst), "--arch", "pcpvt-base"]) != 0
-    err = capsys.readouterr().err
+    with pytest.raises(ConversionError) as info:
+        convert_checkpoint_file(str(timm_pcpvt_file), str(dst), "pcpvt-base")
+    err = str(info.value)
     assert "does not fit pcpvt-base" in err and "stages.2.blocks.6" in err and "nothing written" in err
     assert not dst.exists() and not (tmp_path / "out").exists()
 
@@ -266,14 +261,16 @@ def test_cli_writes_a_safe_checkpoint_for_init_cfg(timm_pcpvt_file, timm_models,
     assert torch.equal(model.stages[3].norm.bias, source["norm.bias"])
 
 
-def test_cli_follows_the_sources_stage_norms(tmp_path, capsys):
+def test_cli_follows_the_sources_stage_norms(tmp_path):
     """mmseg's PCPVT has no final norm: the CLI validates against (and prints) ``out_norms`` without it."""
     torch.manual_seed(0)
     ref = MMSegPCPVT(**MMSEG_SMALL["pcpvt"], qkv_bias=True, sr_ratios=[8, 4, 2, 1], norm_after_stage=False)
     src, dst = tmp_path / "mmseg_pcpvt_small.pth", tmp_path / "converted.pth"
     torch.save(ref.state_dict(), src)
-    assert load_cli().main([str(src), str(dst)]) == 0
-    assert "'out_norms': [False, False, False, False]" in capsys.readouterr().out
+    from cpvt_mm.apis.convert import convert_checkpoint_file
+
+    result = convert_checkpoint_file(str(src), str(dst))
+    assert "'out_norms': [False, False, False, False]" in result.summary()
     saved = torch.load(dst, weights_only=True)
     assert saved["meta"]["source_format"] == "mmseg" and saved["meta"]["arch"] == "pcpvt-small"
     ours("pcpvt", saved["state_dict"], out_norms=False)
