@@ -76,6 +76,20 @@ def _leaf_datasets(dataset: Any, key: str) -> Iterator[tuple[str, Mapping]]:
         yield key, dataset
 
 
+def _datasets_of(
+    cfg: Config, splits: tuple[str, ...], registry: Any, base: type
+) -> Iterator[tuple[str, str, Mapping, type]]:
+    """``(split, config key, dataset config, class)`` of every leaf dataset of ``splits`` built from ``base``."""
+    for split in splits:
+        loader = cfg.get(f"{split}_dataloader")
+        if not loader:
+            continue
+        for key, ds in _leaf_datasets(loader.get("dataset"), f"{split}_dataloader.dataset"):
+            cls = _dataset_class(registry, ds)
+            if cls is not None and issubclass(cls, base):
+                yield split, key, ds, cls
+
+
 def _dataset_class(registry: Any, cfg: Mapping) -> type | None:
     t = cfg.get("type")
     return t if isinstance(t, type) else registry.get(t)
@@ -216,26 +230,19 @@ def _validate_detection(cfg: Config, splits: tuple[str, ...]) -> None:
     from mmdet.registry import DATASETS
 
     checked: dict[str, dict] = {}
-    for split in splits:
-        loader = cfg.get(f"{split}_dataloader")
-        if not loader:
-            continue
-        for key, ds in _leaf_datasets(loader.get("dataset"), f"{split}_dataloader.dataset"):
-            cls = _dataset_class(DATASETS, ds)
-            if cls is None or not issubclass(cls, CocoDataset):
-                continue
-            classes = tuple((ds.get("metainfo") or {}).get("classes") or cls.METAINFO["classes"])
-            _check_num_classes(cfg, classes, f"{key}.metainfo.classes")
-            root = ds.get("data_root")
-            ann_file = _join(root, ds.get("ann_file"))
-            img_dir = _join(root, (ds.get("data_prefix") or {}).get("img", ""))
-            checked[ann_file] = check_coco_file(ann_file, classes, img_dir, f"{key}.ann_file")
-            if split != "train":
-                evaluator = cfg.get(f"{split}_evaluator") or {}
-                for metric in evaluator if isinstance(evaluator, list) else [evaluator]:
-                    other = metric.get("ann_file") if isinstance(metric, Mapping) else None
-                    if other and other not in checked:
-                        checked[other] = check_coco_file(other, classes, None, f"{split}_evaluator.ann_file")
+    for split, key, ds, cls in _datasets_of(cfg, splits, DATASETS, CocoDataset):
+        classes = tuple((ds.get("metainfo") or {}).get("classes") or cls.METAINFO["classes"])
+        _check_num_classes(cfg, classes, f"{key}.metainfo.classes")
+        root = ds.get("data_root")
+        ann_file = _join(root, ds.get("ann_file"))
+        img_dir = _join(root, (ds.get("data_prefix") or {}).get("img", ""))
+        checked[ann_file] = check_coco_file(ann_file, classes, img_dir, f"{key}.ann_file")
+        if split != "train":
+            evaluator = cfg.get(f"{split}_evaluator") or {}
+            for metric in evaluator if isinstance(evaluator, list) else [evaluator]:
+                other = metric.get("ann_file") if isinstance(metric, Mapping) else None
+                if other and other not in checked:
+                    checked[other] = check_coco_file(other, classes, None, f"{split}_evaluator.ann_file")
     limit = _max_per_img(cfg.get("model") or {})
     densest = max((c["max_objects"] for c in checked.values()), default=0)
     if limit and densest > limit[1]:
@@ -262,57 +269,50 @@ def _validate_segmentation(cfg: Config, splits: tuple[str, ...], scan_labels: tu
     from mmseg.datasets import BaseSegDataset
     from mmseg.registry import DATASETS
 
-    for split in splits:
-        loader = cfg.get(f"{split}_dataloader")
-        if not loader:
+    for split, key, ds, cls in _datasets_of(cfg, splits, DATASETS, BaseSegDataset):
+        root = ds.get("data_root")
+        prefix = ds.get("data_prefix") or {}
+        img_dir, seg_dir = _join(root, prefix.get("img_path", "")), _join(root, prefix.get("seg_map_path", ""))
+        if "://" in img_dir:
             continue
-        for key, ds in _leaf_datasets(loader.get("dataset"), f"{split}_dataloader.dataset"):
-            cls = _dataset_class(DATASETS, ds)
-            if cls is None or not issubclass(cls, BaseSegDataset):
-                continue
-            root = ds.get("data_root")
-            prefix = ds.get("data_prefix") or {}
-            img_dir, seg_dir = _join(root, prefix.get("img_path", "")), _join(root, prefix.get("seg_map_path", ""))
-            if "://" in img_dir:
-                continue
-            if not osp.isdir(img_dir):
-                raise DatasetError(f"image folder not found: {img_dir} ({key}.data_root + data_prefix.img_path)")
-            try:
-                dataset = DATASETS.build(dict(ds, lazy_init=False, serialize_data=False, pipeline=[]))
-            except ValueError as e:
-                raise DatasetError(
-                    f"{key} ({cls.__name__}): {e}. For classes of your own use type='BaseSegDataset' with "
-                    "metainfo=dict(classes=..., palette=...) (docs/custom_data.md)"
-                ) from None
-            suffix = dataset.img_suffix
-            found = Counter(
-                osp.splitext(f)[1].lower()
-                for _, _, fs in os.walk(img_dir)
-                for f in fs
-                if osp.splitext(f)[1].lower() in IMAGE_SUFFIXES
+        if not osp.isdir(img_dir):
+            raise DatasetError(f"image folder not found: {img_dir} ({key}.data_root + data_prefix.img_path)")
+        try:
+            dataset = DATASETS.build(dict(ds, lazy_init=False, serialize_data=False, pipeline=[]))
+        except ValueError as e:
+            raise DatasetError(
+                f"{key} ({cls.__name__}): {e}. For classes of your own use type='BaseSegDataset' with "
+                "metainfo=dict(classes=..., palette=...) (docs/custom_data.md)"
+            ) from None
+        suffix = dataset.img_suffix
+        found = Counter(
+            osp.splitext(f)[1].lower()
+            for _, _, fs in os.walk(img_dir)
+            for f in fs
+            if osp.splitext(f)[1].lower() in IMAGE_SUFFIXES
+        )
+        skipped = {s: n for s, n in found.items() if s != suffix.lower()}
+        if len(dataset) == 0:
+            raise DatasetError(
+                f"{key} ({cls.__name__}) found no images ending in img_suffix={suffix!r} in {img_dir} (it "
+                f"holds {dict(found) or 'no images'}); set img_suffix / seg_map_suffix to your files' "
+                "(docs/custom_data.md)"
             )
-            skipped = {s: n for s, n in found.items() if s != suffix.lower()}
-            if len(dataset) == 0:
-                raise DatasetError(
-                    f"{key} ({cls.__name__}) found no images ending in img_suffix={suffix!r} in {img_dir} (it "
-                    f"holds {dict(found) or 'no images'}); set img_suffix / seg_map_suffix to your files' "
-                    "(docs/custom_data.md)"
-                )
-            if skipped:
-                _warn(
-                    f"{key}: {sum(skipped.values())} images {dict(skipped)} in {img_dir} are skipped: "
-                    f"{cls.__name__} reads only img_suffix={suffix!r}"
-                )
-            classes = tuple(dataset.metainfo["classes"])
-            _check_num_classes(cfg, classes, f"{key}.metainfo.classes")
-            missing = [d["seg_map_path"] for d in dataset.data_list if not osp.isfile(d["seg_map_path"])]
-            if missing:
-                raise DatasetError(
-                    f"{len(missing)} of {len(dataset)} label maps under {seg_dir} are missing, e.g. {missing[0]} "
-                    f"(seg_map_suffix={dataset.seg_map_suffix!r})"
-                )
-            if split in scan_labels and not dataset.label_map:
-                _scan_labels(dataset, classes, key, seg_dir)
+        if skipped:
+            _warn(
+                f"{key}: {sum(skipped.values())} images {dict(skipped)} in {img_dir} are skipped: "
+                f"{cls.__name__} reads only img_suffix={suffix!r}"
+            )
+        classes = tuple(dataset.metainfo["classes"])
+        _check_num_classes(cfg, classes, f"{key}.metainfo.classes")
+        missing = [d["seg_map_path"] for d in dataset.data_list if not osp.isfile(d["seg_map_path"])]
+        if missing:
+            raise DatasetError(
+                f"{len(missing)} of {len(dataset)} label maps under {seg_dir} are missing, e.g. {missing[0]} "
+                f"(seg_map_suffix={dataset.seg_map_suffix!r})"
+            )
+        if split in scan_labels and not dataset.label_map:
+            _scan_labels(dataset, classes, key, seg_dir)
 
 
 def _scan_labels(dataset: Any, classes: tuple[str, ...], key: str, seg_dir: str) -> None:
