@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os.path as osp
 
-__all__ = ["IDX_FILES", "check_fashion_mnist"]
+import numpy as np
+import torch
+
+__all__ = ["IDX_FILES", "check_fashion_mnist", "read_idx_images"]
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -33,3 +36,26 @@ def check_fashion_mnist(root: str) -> None:
         "dataset-fashion-mnist package and unpacks it into data/fashion_mnist), or point --data-root / "
         "FASHION_MNIST_ROOT at a folder holding them."
     )
+
+
+def read_idx_images(root: str, split: str, count: int, size: int | None = None) -> torch.Tensor:
+    """The first ``count`` images of ``split`` ('train' or 'test') as a ``(count, 1, size, size)`` uint8 tensor.
+
+    Resized bilinearly (OpenCV, as mmpretrain's ``Resize`` does) when ``size`` differs from 28. For analyses
+    that need raw images outside a dataloader (position probe, attention maps).
+    """
+    import cv2
+
+    check_fashion_mnist(root)
+    name = {"train": IDX_FILES[0], "test": IDX_FILES[2]}[split]
+    with open(osp.join(root, name), "rb") as f:
+        header = np.frombuffer(f.read(16), dtype=">i4")
+        if header[0] != 2051:  # IDX magic number of a uint8 3-D array
+            raise ValueError(f"{name} in {root} is not an IDX image file (magic {header[0]}, expected 2051)")
+        n, h, w = (int(v) for v in header[1:])
+        if not 0 < count <= n:
+            raise ValueError(f"{name} holds {n} images; asked for {count}")
+        images = np.frombuffer(f.read(count * h * w), dtype=np.uint8).reshape(count, h, w)
+    if size is not None and size != h:
+        images = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_LINEAR) for im in images])
+    return torch.from_numpy(images.copy())[:, None]

@@ -42,14 +42,19 @@ def set_fused_attn(model: nn.Module, enabled: bool) -> nn.Module:
     return model
 
 
+def _attention_probs(q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
+    """``softmax(q k^T / sqrt(d))`` with masked keys at probability 0; ``mask`` is boolean, True = may attend."""
+    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    if mask is not None:
+        attn = attn.masked_fill(~mask, float("-inf"))
+    return attn.softmax(dim=-1)
+
+
 def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float, fused: bool) -> Tensor:
     """Scaled dot-product attention over the last two dims; ``mask`` is boolean, True = may attend."""
     if fused:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
-    if mask is not None:
-        attn = attn.masked_fill(~mask, float("-inf"))
-    attn = attn.softmax(dim=-1)
+    attn = _attention_probs(q, k, mask)
     if dropout > 0:
         attn = F.dropout(attn, p=dropout)
     return attn @ v
@@ -66,9 +71,16 @@ class _AttentionBase(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         self.fused_attn = use_fused_attn()
+        # A list while cpvt_mm.analysis.attention_maps.record_attention is active: each call's attention
+        # probabilities are appended (the fused kernels never materialise them, so recording computes them).
+        self.attn_record: list[Tensor] | None = None
 
     def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
         dropout = self.attn_drop if self.training else 0.0
+        if self.attn_record is not None:
+            probs = _attention_probs(q, k, mask)
+            self.attn_record.append(probs.detach())
+            return (F.dropout(probs, p=dropout) if dropout > 0 else probs) @ v
         return _attention(q, k, v, mask, dropout, self.fused_attn)
 
     def extra_repr(self) -> str:

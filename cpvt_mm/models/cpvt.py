@@ -8,7 +8,7 @@ class-token or global-average-pool (CPVT-GAP) classification.
 Parameter names (public API)::
 
     patch_embed.proj, cls_token, blocks.{i}.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2},
-    pegs.{i}.proj  (the PEG applied after block i), norm
+    pegs.{i}.proj  (the PEG applied after block i), pegs.embed.proj (the PEG before block 0), norm
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ class CPVT(BaseModule):
             ``embed_dims``, ``depth``, ``num_heads``, ``mlp_ratio``.
         patch_size: Patch size of the embedding (16 in the paper).
         peg_positions: Blocks after which a PEG is applied; ``(0,)`` is the paper's default, ``(0, 1, 2,
-            3, 4)`` its stronger variant (marked with a double dagger in the paper).
+            3, 4)`` its stronger variant (marked with a double dagger in the paper). The entry ``'embed'``
+            places a PEG on the patch embedding, before block 0: the paper's "position -1" ablation (Table 6),
+            which it finds worse than after block 0. Negative integers count from the last block, as
+            ``out_indices`` do, so -1 is the last block, not the paper's position -1.
         with_cls_token: Class token (CPVT) or none (CPVT-GAP).
         out_type: ``'cls_token'`` (B, C), ``'avg_featmap'`` (B, C) mean of the patch tokens,
             ``'featmap'`` (B, C, H, W) for dense tasks, ``'raw'`` (B, N, C). Defaults to ``'cls_token'``
@@ -68,7 +71,7 @@ class CPVT(BaseModule):
         arch: str | Mapping[str, Any] = "tiny",
         in_channels: int = 3,
         patch_size: int = 16,
-        peg_positions: Sequence[int] = (0,),
+        peg_positions: Sequence[int | str] = (0,),
         abs_pos_embed: Sequence[int] | None = None,
         peg_kernel_size: int = 3,
         with_cls_token: bool = True,
@@ -101,7 +104,7 @@ class CPVT(BaseModule):
         self.depth = depth
         self.out_type = out_type
         self.out_indices = normalize_indices(out_indices, depth, "CPVT.out_indices")
-        self.peg_positions = normalize_indices(tuple(peg_positions), depth, "CPVT.peg_positions")
+        self.peg_on_embed, self.peg_positions = _split_peg_positions(peg_positions, depth)
         self.frozen_stages = frozen_stages
         self.num_prefix_tokens = 1 if with_cls_token else 0
 
@@ -124,10 +127,9 @@ class CPVT(BaseModule):
             )
             for i in range(depth)
         )
-        # ModuleDict keyed by block index: ``pegs.0`` is the PEG after block 0.
-        self.pegs = nn.ModuleDict(
-            {str(i): PEG(dim, peg_kernel_size, self.num_prefix_tokens) for i in self.peg_positions}
-        )
+        # ModuleDict keyed by block index: ``pegs.0`` is the PEG after block 0, ``pegs.embed`` the one before it.
+        keys = ["embed"] * self.peg_on_embed + [str(i) for i in self.peg_positions]
+        self.pegs = nn.ModuleDict({k: PEG(dim, peg_kernel_size, self.num_prefix_tokens) for k in keys})
         self.norm = nn.LayerNorm(dim, eps=1e-6) if final_norm else nn.Identity()
         self.apply(init_weights_)
         for p in (self.cls_token, self.pos_embed):
@@ -190,6 +192,8 @@ class CPVT(BaseModule):
         if self.cls_token is not None:
             x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
         x = self.pos_drop(x)
+        if self.peg_on_embed:
+            x = self.pegs["embed"](x, hw, padding)
         outs = []
         for i, blk in enumerate(self.blocks[: self.out_indices[-1] + 1]):
             if self.with_cp and self.training and x.requires_grad:
@@ -210,7 +214,7 @@ class CPVT(BaseModule):
         if self.frozen_stages < 0:
             return
         frozen: list[nn.Module] = [self.patch_embed, *self.blocks[: self.frozen_stages]]
-        frozen += [self.pegs[k] for k in self.pegs if int(k) < self.frozen_stages]
+        frozen += [self.pegs[k] for k in self.pegs if k == "embed" or int(k) < self.frozen_stages]
         for m in frozen:
             m.eval()
             for p in m.parameters():
@@ -233,13 +237,26 @@ class CPVT(BaseModule):
         }
 
     def get_layer_depth(self, param_name: str, prefix: str = "") -> tuple[int, int]:
-        """Layer id for layer-wise lr decay: embedding/class token 0, block i (and its PEG) i + 1."""
+        """Layer id for layer-wise lr decay: embedding, class token and the embedding's PEG 0; block i (and
+        the PEG after it) i + 1."""
         num_layers = self.depth + 2
         if not param_name.startswith(prefix):
             return num_layers - 1, num_layers
         name = param_name[len(prefix) :]
-        if name.startswith(("patch_embed", "cls_token", "pos_embed")):
+        if name.startswith(("patch_embed", "cls_token", "pos_embed", "pegs.embed.")):
             return 0, num_layers
         if name.startswith(("blocks.", "pegs.")):
             return int(name.split(".")[1]) + 1, num_layers
         return num_layers - 1, num_layers
+
+
+def _split_peg_positions(positions: Sequence[int | str], depth: int) -> tuple[bool, tuple[int, ...]]:
+    """``(0, 'embed', 2)`` -> ``(True, (0, 2))``: whether a PEG sits on the embedding, and the block indices."""
+    if isinstance(positions, str | int):
+        positions = (positions,)
+    positions = tuple(positions)
+    names = [p for p in positions if isinstance(p, str)]
+    if any(p != "embed" for p in names) or len(names) > 1:
+        raise ValueError(f"CPVT.peg_positions: entries are block indices or the string 'embed' (once), got {positions}")
+    blocks = normalize_indices(tuple(p for p in positions if not isinstance(p, str)), depth, "CPVT.peg_positions")
+    return bool(names), blocks

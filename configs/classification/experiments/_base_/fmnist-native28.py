@@ -1,0 +1,38 @@
+# The position-encoding experiments (tools/analysis_tools/experiments.py, `make experiments`), protocol (a):
+# train at Fashion-MNIST's native 28x28 (patch 4: a 7x7 token grid) and test on images enlarged by resizing.
+# Every experiment config inherits this file (or fmnist-down16.py, which inherits it) and changes ONLY the
+# backbone's position encoding or its class token; docs/experiments.md explains the design and the results.
+#
+# Compared with the demo (configs/classification/demo): a narrower model (48 channels; the suite trains
+# 27 models in about an hour on 2 CPU cores), all 60k training images, 3 epochs, and a validation pass after
+# every epoch on the first 5000 test images at the training size: the learning curve that shows whether a
+# run has stopped improving. The curve is never used to pick a checkpoint; every report uses the last one.
+_base_ = ["../../demo/_base_/cpvt-mini_fashion-mnist.py"]
+
+model = dict(
+    backbone=dict(arch=dict(embed_dims=48, depth=4, num_heads=2, mlp_ratio=2.0)),
+    head=dict(in_channels=48),
+)
+train_dataloader = dict(batch_size=128, num_workers=0, persistent_workers=False, dataset=dict(indices=None))
+# One process per run and one thread each (the runner runs two side by side): a loader worker would compete
+# with the model for the same core, and the pipeline costs ~60 us per 28-px image.
+test_dataloader = dict(num_workers=0, persistent_workers=False)
+val_dataloader = dict(
+    batch_size=500,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type="DefaultSampler", shuffle=False),
+    dataset=dict(
+        type="mmpretrain.FashionMNIST",
+        data_root="data/fashion_mnist",
+        split="test",
+        test_mode=True,
+        download=False,
+        indices=5000,
+        pipeline={{_base_.test_pipeline}},
+    ),
+)
+val_evaluator = dict(type="Accuracy", topk=(1,))
+val_cfg = dict()
+train_cfg = dict(by_epoch=True, max_epochs=3, val_interval=1)
+default_hooks = dict(logger=dict(interval=100), checkpoint=dict(interval=1, max_keep_ckpts=1))

@@ -1,0 +1,255 @@
+"""Attention maps of any cpvt_mm backbone: where a chosen query token looks, per block and head.
+
+The fused SDPA kernels never materialise the attention probabilities, so :func:`record_attention` switches
+every cpvt_mm attention module to recording for the duration of one forward: each call computes
+``softmax(q k^T / sqrt(d))`` explicitly (the reference path, same mask) and keeps it together with the token
+grid it ran on. :meth:`AttentionCall.query_map` then turns one query's row of probabilities into a map over
+the query grid for all three attentions:
+
+* global attention (plain CPVT): the keys are the patch tokens themselves (class token dropped);
+* GSA (Twins): the keys are the ``sr x sr``-reduced map; each key's weight is spread evenly over the
+  ``sr x sr`` tokens it summarises, so a map still sums to (about) one over the grid;
+* LSA (Twins-SVT): the keys are the query's own ``ws x ws`` window; everything outside it is zero.
+
+:func:`attention_figure` draws several models side by side on the same images (the experiment's PEG vs
+table vs none panel); ``tools/analysis_tools/vis_attention.py`` is the command line for one checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..models.attention import GlobalSubsampledAttention, LocallyGroupedAttention, _AttentionBase
+
+__all__ = ["AttentionCall", "attention_figure", "load_model", "query_grid_position", "record_attention"]
+
+
+@dataclass
+class AttentionCall:
+    """One attention forward: its probabilities and the geometry needed to put them back on the grid."""
+
+    module: str  # qualified name, e.g. 'backbone.blocks.0.attn'
+    kind: str  # 'global', 'gsa' or 'lsa'
+    probs: Tensor  # global (B, heads, P+N, P+N); gsa (B, heads, N, M); lsa (B*nW, heads, ws*ws, ws*ws)
+    hw: tuple[int, int]  # the query token grid
+    prefix: int  # class-token-like tokens before the patch tokens (global attention only)
+    reduction: int = 1  # GSA's sr_ratio
+    window: int = 0  # LSA's window size
+
+    def query_map(self, image: int, row: int, col: int) -> Tensor:
+        """``(heads, H, W)``: the attention of the query token at ``(row, col)`` of ``image`` over the grid."""
+        H, W = self.hw
+        if not (0 <= row < H and 0 <= col < W):
+            raise ValueError(f"{self.module}: query ({row}, {col}) is outside the {H}x{W} token grid")
+        if self.kind == "global":
+            p = self.probs[image, :, self.prefix + row * W + col, self.prefix :]
+            return p.reshape(-1, H, W)  # (heads, N) -> (heads, H, W)
+        if self.kind == "gsa":
+            r = self.reduction
+            p = self.probs[image, :, row * W + col]
+            p = p.reshape(-1, math.ceil(H / r), math.ceil(W / r))  # (heads, M) -> (heads, h, w)
+            p = p.repeat_interleave(r, dim=1).repeat_interleave(r, dim=2) / (r * r)
+            return p[:, :H, :W]
+        ws = self.window
+        nh, nw = math.ceil(H / ws), math.ceil(W / ws)
+        wr, wc = row // ws, col // ws
+        p = self.probs[image * nh * nw + wr * nw + wc, :, (row % ws) * ws + col % ws]
+        full = p.new_zeros(p.shape[0], nh * ws, nw * ws)
+        full[:, wr * ws : (wr + 1) * ws, wc * ws : (wc + 1) * ws] = p.reshape(-1, ws, ws)  # (heads, L) -> window
+        return full[:, :H, :W]
+
+
+def _kind(module: _AttentionBase) -> tuple[str, int, int]:
+    if isinstance(module, LocallyGroupedAttention):
+        return "lsa", 1, module.window_size
+    if isinstance(module, GlobalSubsampledAttention):
+        return "gsa", module.sr_ratio, 0
+    return "global", 1, 0
+
+
+@contextlib.contextmanager
+def record_attention(model: nn.Module) -> Iterator[list[AttentionCall]]:
+    """Within the block, every cpvt_mm attention in ``model`` records its probabilities.
+
+    Yields a list that fills with one :class:`AttentionCall` per attention call, in execution order. The
+    outputs are those of the reference path (equal to SDPA's within float tolerance). Recording stops, and
+    the hooks are removed, on exit, also when the forward raised.
+    """
+    calls: list[AttentionCall] = []
+    handles, modules = [], []
+    for name, module in model.named_modules():
+        if not isinstance(module, _AttentionBase):
+            continue
+        kind, reduction, window = _kind(module)
+
+        def pre_hook(mod: nn.Module, args: tuple, kwargs: dict, name=name, kind=kind, r=reduction, ws=window):
+            x = args[0]
+            hw = args[1] if len(args) > 1 else kwargs.get("hw")
+            if hw is None:  # plain attention called without a grid: a square map of the patch tokens
+                side = math.isqrt(x.shape[1])
+                hw = (side, side)
+            hw = (int(hw[0]), int(hw[1]))
+            prefix = x.shape[1] - hw[0] * hw[1] if kind == "global" else 0
+            mod._pending = (name, kind, hw, prefix, r, ws)
+
+        def post_hook(mod: nn.Module, args: tuple, output: Any) -> None:
+            name, kind, hw, prefix, r, ws = mod._pending
+            for probs in mod.attn_record:
+                calls.append(AttentionCall(name, kind, probs, hw, prefix, r, ws))
+            mod.attn_record.clear()
+
+        handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+        handles.append(module.register_forward_hook(post_hook))
+        module.attn_record = []
+        modules.append(module)
+    if not modules:
+        raise ValueError(f"{type(model).__name__} has no cpvt_mm attention module to record")
+    try:
+        yield calls
+    finally:
+        for h in handles:
+            h.remove()
+        for module in modules:
+            module.attn_record = None
+            module.__dict__.pop("_pending", None)
+
+
+def query_grid_position(frac: Sequence[float], hw: tuple[int, int]) -> tuple[int, int]:
+    """A query given as fractions of the image (row, col in [0, 1]) -> a token (row, col) on grid ``hw``."""
+    fr, fc = (float(v) for v in frac)
+    if not (0 <= fr <= 1 and 0 <= fc <= 1):
+        raise ValueError(f"query position must be fractions of the image in [0, 1], got ({fr}, {fc})")
+    return min(int(fr * hw[0]), hw[0] - 1), min(int(fc * hw[1]), hw[1] - 1)
+
+
+def load_model(config: str, checkpoint: str, cfg_options: Mapping[str, Any] | None = None) -> nn.Module:
+    """The config's model (any of the three toolkits) with every parameter from ``checkpoint``, in eval mode.
+
+    The checkpoint goes through cpvt_mm's weights-only loader, and a checkpoint that leaves any parameter at
+    its random initial value is refused (:class:`~cpvt_mm.apis.inference.UninitializedWeightsError`).
+    """
+    from mmengine.registry import DefaultScope
+
+    from ..apis.config import load_config
+    from ..apis.inference import _state_dict_of, check_checkpoint_covers_model
+    from ..checkpoint import load_checkpoint_file
+
+    cfg = load_config(config, cfg_options)
+    scope = cfg.get("default_scope", "mmpretrain")
+    with DefaultScope.overwrite_default_scope(scope):
+        model = _build(scope, cfg.model)
+    state = load_checkpoint_file(checkpoint)
+    check_checkpoint_covers_model(model, state)
+    model.load_state_dict(_state_dict_of(state), strict=False)  # buffers may be absent (coverage is checked)
+    return model.eval()
+
+
+def _without_init(model_cfg: Mapping) -> dict:
+    cfg = dict(model_cfg)
+    if "backbone" in cfg:
+        cfg["backbone"] = {**cfg["backbone"], "init_cfg": None}  # no pretrained download before our weights
+    return cfg
+
+
+def _build(scope: str, model_cfg: Mapping) -> nn.Module:
+    import importlib
+
+    registry = importlib.import_module(f"{scope}.registry").MODELS
+    return registry.build(_without_init(model_cfg))
+
+
+def _prepare(model: nn.Module, image: np.ndarray, size: tuple[int, int] | None) -> Tensor:
+    """An HxWxC (or HxW) uint8 image -> the model's normalised (1, C, H, W) input at ``size``."""
+    import cv2
+
+    if size is not None:
+        image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    t = torch.from_numpy(np.ascontiguousarray(image))
+    t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)  # (H, W[, C]) -> (C, H, W)
+    data = model.data_preprocessor(dict(inputs=[t]), False)
+    return data["inputs"]
+
+
+def _backbone_attention(model: nn.Module, x: Tensor) -> list[AttentionCall]:
+    backbone = getattr(model, "backbone", model)
+    with torch.no_grad(), record_attention(backbone) as calls:
+        backbone(x)
+    return calls
+
+
+def attention_figure(
+    models: Sequence[tuple[str, nn.Module]],
+    images: Sequence[np.ndarray],
+    out: str,
+    queries: Sequence[Sequence[float]] = ((0.5, 0.5), (0.1, 0.1)),
+    layers: Sequence[int] = (0, -1),
+    head: int | None = None,
+    size: tuple[int, int] | None = None,
+    title: str | None = None,
+) -> str:
+    """Draw, for every (model, layer) row and every (image, query) column, the query's attention map.
+
+    ``layers`` index the model's attention calls in execution order (0 = the first block's attention, -1 the
+    last); ``head`` picks one head, ``None`` averages them. The query token is marked with a cross. Writes a
+    PNG atomically and returns ``out``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..fileio import atomic_write_bytes
+
+    if not models or not images:
+        raise ValueError("attention_figure needs at least one model and one image")
+    rows = [(label, model, layer) for label, model in models for layer in layers]
+    cols = [(i, q) for i in range(len(images)) for q in queries]
+    fig, axes = plt.subplots(
+        len(rows), len(cols), figsize=(1.9 * len(cols), 1.9 * len(rows)), squeeze=False, layout="constrained"
+    )
+    cache: dict[tuple[int, int], list[AttentionCall]] = {}
+    for r, (label, model, layer) in enumerate(rows):
+        for c, (i, q) in enumerate(cols):
+            key = (id(model), i)
+            if key not in cache:
+                cache[key] = _backbone_attention(model, _prepare(model, images[i], size))
+            calls = cache[key]
+            call = calls[layer]
+            qr, qc = query_grid_position(q, call.hw)
+            amap = call.query_map(0, qr, qc)
+            amap = amap.mean(0) if head is None else amap[head]
+            img = images[i] if size is None else _resize(images[i], size)
+            ax = axes[r][c]
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, extent=(0, call.hw[1], call.hw[0], 0))
+            ax.imshow(amap.float().numpy(), cmap="inferno", alpha=0.6, extent=(0, call.hw[1], call.hw[0], 0))
+            ax.plot(qc + 0.5, qr + 0.5, "c+", markersize=9, markeredgewidth=2)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                block = layer if layer >= 0 else len(calls) + layer
+                ax.set_ylabel(f"{label}\nattn {block} ({call.kind})", fontsize=7)
+            if r == 0:
+                ax.set_title(f"image {i}, query ({qr},{qc})", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(out, buf.getvalue())
+    return out
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)

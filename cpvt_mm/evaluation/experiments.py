@@ -1,0 +1,413 @@
+"""The paper's claims re-measured on Fashion-MNIST (``make experiments``): seeds, learning curves, both
+resolution protocols, PEG placement, a position probe and attention maps.
+
+Every run is one config of ``configs/classification/experiments/`` and one seed, and goes through the
+project's own entry points, each in its own process, as a user would run them:
+
+1. ``tools/train.py`` (``--resume``: an interrupted run continues from its last epoch), with a validation
+   pass after each epoch at the training size: the learning curve;
+2. ``tools/analysis_tools/eval_resolutions.py`` at the protocol's test sizes, with the final weights;
+3. ``python -m cpvt_mm.analysis.position_probe``: the linear position read-out after block 0.
+
+A run is finished when its ``result.json`` exists (written last, atomically): a rerun skips it, so an
+interrupted suite resumes where it stopped. Runs are spread over ``jobs`` worker processes with one thread
+each (two on a 2-core CPU). When all runs are finished the report is built: mean +- std over seeds per
+variant and size, paired differences between variants (same seed), the curves, probe scores and an
+attention-map panel (PEG / table / none on the same test images), in ``<work_dir>/report.md`` and PNGs.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from statistics import mean, stdev
+from typing import Any
+
+from ..datasets.fashion_mnist import check_fashion_mnist
+from ..fileio import atomic_write_text
+
+__all__ = ["PROTOCOLS", "QUICK_OPTIONS", "VARIANTS", "Run", "build_report", "plan_runs", "run_experiments"]
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG_DIR = osp.join("configs", "classification", "experiments")
+
+
+# ``--quick``: the whole pipeline on a few hundred images and two short epochs (tests, trying things out).
+QUICK_OPTIONS = (
+    "train_dataloader.dataset.indices=256",
+    "train_dataloader.batch_size=64",
+    "val_dataloader.dataset.indices=100",
+    "test_dataloader.dataset.indices=100",
+    "train_cfg.max_epochs=2",
+    "param_scheduler.0.end=2",
+    "param_scheduler.1.begin=2",
+)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    key: str
+    title: str
+    train_size: int
+    sizes: tuple[int, ...]
+
+
+PROTOCOLS = {
+    "native28": Protocol("native28", "(a) trained at 28 px, tested on enlarged images", 28, (20, 28, 36, 44, 56)),
+    "down16": Protocol(
+        "down16", "(b) trained at 16 px (downsampled), tested up to the native 28 px", 16, (12, 16, 20, 24, 28)
+    ),
+}
+# (protocol, variant key, label); the config is fmnist-<protocol>-<variant>.py
+VARIANTS: tuple[tuple[str, str, str], ...] = (
+    ("native28", "none", "none"),
+    ("native28", "table", "learned table"),
+    ("native28", "peg", "PEG after block 0"),
+    ("native28", "peg-embed", "PEG before block 0"),
+    ("native28", "peg-x3", "PEGs after blocks 0-2"),
+    ("native28", "peg-cls", "PEG + class token"),
+    ("down16", "none", "none"),
+    ("down16", "table", "learned table"),
+    ("down16", "peg", "PEG after block 0"),
+)
+# The paired comparisons the report makes (claim, protocol, better?, worse?): "is A better than B, seed by seed".
+COMPARISONS = (
+    ("1", "native28", "peg", "none"),
+    ("1", "native28", "table", "none"),
+    ("1", "native28", "peg", "table"),
+    ("1", "down16", "peg", "table"),
+    ("3", "native28", "peg", "peg-embed"),
+    ("3", "native28", "peg-x3", "peg"),
+    ("3", "native28", "peg", "peg-cls"),
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    protocol: str
+    variant: str
+    label: str
+    seed: int
+
+    @property
+    def config(self) -> str:
+        return osp.join(CONFIG_DIR, f"fmnist-{self.protocol}-{self.variant}.py")
+
+    @property
+    def name(self) -> str:
+        return f"{self.protocol}-{self.variant}/seed{self.seed}"
+
+
+def plan_runs(seeds: Sequence[int], variants: Sequence[str] | None = None) -> list[Run]:
+    """All (variant, seed) runs; ``variants`` filters by ``'<protocol>-<variant>'`` names."""
+    known = [f"{p}-{v}" for p, v, _ in VARIANTS]
+    if variants:
+        unknown = sorted(set(variants) - set(known))
+        if unknown:
+            raise ValueError(f"unknown variant(s) {unknown}; choose from {known}")
+    chosen = [t for t in VARIANTS if not variants or f"{t[0]}-{t[1]}" in variants]
+    # seed-major order: an interrupted suite has whole seeds of every variant rather than all seeds of a few
+    return [Run(p, v, label, s) for s in seeds for p, v, label in chosen]
+
+
+def _tool(*parts: str) -> str:
+    return osp.join(ROOT, "tools", *parts)
+
+
+def _call(cmd: Sequence[str], log_path: str, env: dict[str, str]) -> None:
+    with open(log_path, "a") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode:
+        with open(log_path) as f:
+            tail = "".join(f.readlines()[-25:])
+        raise RuntimeError(f"{osp.basename(cmd[1])} failed (exit {proc.returncode}); end of {log_path}:\n{tail}")
+
+
+def _learning_curve(run_dir: str) -> list[float]:
+    """Validation top-1 after each epoch, from MMEngine's scalars files (several after a resume)."""
+    by_epoch: dict[int, float] = {}
+    for path in sorted(glob.glob(osp.join(run_dir, "*", "vis_data", "scalars.json"))):
+        with open(path) as f:
+            for line in f:
+                entry = json.loads(line)
+                if "accuracy/top1" in entry:
+                    by_epoch[int(entry["step"])] = float(entry["accuracy/top1"])
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def execute_run(run: Run, work_dir: str, data_root: str, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """Train, test at every size and probe one run; returns (and writes) its ``result.json``."""
+    run_dir = osp.join(work_dir, run.name)
+    result_path = osp.join(run_dir, "result.json")
+    if osp.isfile(result_path):
+        with open(result_path) as f:
+            return json.load(f)
+    os.makedirs(run_dir, exist_ok=True)
+    start = time.monotonic()
+    threads = dict(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, **threads)
+    data = [f"{k}.dataset.data_root={data_root}" for k in ("train_dataloader", "val_dataloader", "test_dataloader")]
+    options = [f"randomness.seed={run.seed}", *data, *extra]
+    log = osp.join(run_dir, "run.log")
+    py = sys.executable
+    _call([py, _tool("train.py"), run.config, "--work-dir", run_dir, "--resume", "--cfg-options", *options], log, env)
+    with open(osp.join(run_dir, "last_checkpoint")) as f:
+        checkpoint = f.read().strip()
+    sizes = [str(s) for s in PROTOCOLS[run.protocol].sizes]
+    res_dir = osp.join(run_dir, "resolutions")
+    evaluate = [py, _tool("analysis_tools", "eval_resolutions.py"), run.config, checkpoint, "--sizes", *sizes]
+    _call([*evaluate, "--label", run.label, "--out-dir", res_dir, "--cfg-options", *data, *extra], log, env)
+    probe_path = osp.join(run_dir, "probe.json")
+    probe = [py, "-m", "cpvt_mm.analysis.position_probe", run.config, checkpoint, "--out", probe_path]
+    _call([*probe, "--cfg-options", *data], log, env)
+    with open(osp.join(res_dir, "resolutions.json")) as f:
+        (model,) = json.load(f)["models"]
+    with open(probe_path) as f:
+        probe = json.load(f)
+    result = dict(
+        run=run.name,
+        protocol=run.protocol,
+        variant=run.variant,
+        label=run.label,
+        seed=run.seed,
+        checkpoint=osp.relpath(checkpoint, run_dir),
+        accuracy={int(s): float(v["accuracy/top1"]) for s, v in model["results"].items()},
+        curve=_learning_curve(run_dir),
+        probe=probe,
+        wall_s=round(time.monotonic() - start, 1),
+    )
+    atomic_write_text(result_path, json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def run_experiments(
+    data_root: str,
+    work_dir: str,
+    seeds: Sequence[int] = (0, 1, 2),
+    jobs: int = 2,
+    variants: Sequence[str] | None = None,
+    extra: Sequence[str] = (),
+    figures: bool = True,
+) -> str:
+    """Run (or resume) the whole suite and write the report; returns the report's path."""
+    data_root = osp.abspath(data_root)
+    work_dir = osp.abspath(work_dir)
+    check_fashion_mnist(data_root)
+    runs = plan_runs(seeds, variants)
+    done = sum(osp.isfile(osp.join(work_dir, r.name, "result.json")) for r in runs)
+    print(f"[experiments] {len(runs)} runs ({done} already finished), {jobs} at a time, in {work_dir}", flush=True)
+    start = time.monotonic()
+
+    def one(run: Run) -> dict[str, Any]:
+        t = time.monotonic()
+        result = execute_run(run, work_dir, data_root, extra)
+        acc = result["accuracy"][PROTOCOLS[run.protocol].train_size]
+        print(
+            f"[experiments] {run.name}: top-1 {acc:.2f} at the training size "
+            f"({time.monotonic() - t:.0f} s; {time.monotonic() - start:.0f} s since start)",
+            flush=True,
+        )
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = list(pool.map(one, runs))
+    wall = time.monotonic() - start
+    report = build_report(results, work_dir, data_root if figures else None)
+    print(f"[experiments] done in {wall / 60:.1f} min: {report}", flush=True)
+    return report
+
+
+def _ms(values: Sequence[float]) -> str:
+    """``mean ± std`` (std over seeds; '–' with a single seed)."""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{mean(values):.2f} ± {stdev(values):.2f}"
+
+
+def _group(results: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["protocol"], r["variant"]), []).append(r)
+    return groups
+
+
+def build_report(results: Sequence[dict], work_dir: str, data_root: str | None = None) -> str:
+    """``report.md``, ``summary.json``, ``accuracy_vs_size.png``, ``curves.png`` (and, given ``data_root``,
+    ``attention.png``) in ``work_dir``; returns the markdown's path."""
+    groups = _group(results)
+    labels = {(p, v): label for p, v, label in VARIANTS}
+    seeds = sorted({r["seed"] for r in results})
+    lines = [f"Fashion-MNIST; seeds {seeds}; mean ± std over seeds (sample std); last checkpoint of each run.", ""]
+    summary: dict[str, Any] = {"seeds": seeds, "protocols": {}, "comparisons": [], "probe": {}}
+    for key, proto in PROTOCOLS.items():
+        present = [(v, rs) for (p, v), rs in groups.items() if p == key]
+        if not present:
+            continue
+        lines += [f"### {proto.title}", "", "Top-1 (%) at each test size; **bold** size: the training size.", ""]
+        head = " | ".join(f"**{s}**" if s == proto.train_size else str(s) for s in proto.sizes)
+        lines += [
+            f"| variant | {head} | drop {proto.train_size}→{proto.sizes[-1]} |",
+            "|---|" + "---:|" * (len(proto.sizes) + 1),
+        ]
+        table = {}
+        for v, rs in present:
+            cells = [_ms([r["accuracy"][s] for r in rs]) for s in proto.sizes]
+            drop = [r["accuracy"][proto.train_size] - r["accuracy"][proto.sizes[-1]] for r in rs]
+            lines.append(f"| {labels[(key, v)]} | " + " | ".join(cells) + f" | {_ms(drop)} |")
+            table[v] = {s: [r["accuracy"][s] for r in rs] for s in proto.sizes}
+        summary["protocols"][key] = table
+        lines.append("")
+    lines += ["### Paired differences (same seed; percentage points)", ""]
+    lines += [
+        "| claim | protocol | A − B | " + " | ".join(f"@{s}" for s in (28, 16, 56, 24)) + " |",
+        "|---|---|---|" + "---:|" * 4,
+    ]
+    for claim, proto, a, b in COMPARISONS:
+        if (proto, a) not in groups or (proto, b) not in groups:
+            continue
+        ra = {r["seed"]: r for r in groups[(proto, a)]}
+        rb = {r["seed"]: r for r in groups[(proto, b)]}
+        common = sorted(set(ra) & set(rb))
+        cells = []
+        entry = dict(claim=claim, protocol=proto, a=a, b=b, diffs={})
+        for s in (28, 16, 56, 24):
+            if s not in PROTOCOLS[proto].sizes:
+                cells.append("")
+                continue
+            d = [ra[k]["accuracy"][s] - rb[k]["accuracy"][s] for k in common]
+            entry["diffs"][s] = d
+            cells.append(_ms(d))
+        summary["comparisons"].append(entry)
+        lines.append(f"| {claim} | {proto} | {labels[(proto, a)]} − {labels[(proto, b)]} | " + " | ".join(cells) + " |")
+    lines += ["", "### Learning curves (validation top-1 after each epoch, first 5000 test images)", ""]
+    lines += [
+        "| protocol | variant | " + " | ".join(f"ep {i + 1}" for i in range(_max_epochs(results))) + " | last gain |"
+    ]
+    lines += ["|---|---|" + "---:|" * (_max_epochs(results) + 1)]
+    for (p, v), rs in groups.items():
+        n = min(len(r["curve"]) for r in rs)
+        cells = [_ms([r["curve"][i] for r in rs]) for i in range(n)]
+        gain = _ms([r["curve"][n - 1] - r["curve"][n - 2] for r in rs]) if n > 1 else "—"
+        lines.append(f"| {p} | {labels[(p, v)]} | " + " | ".join(cells) + f" | {gain} |")
+    lines += ["", "### Position probe (linear read-out of each token's (row, col) after block 0; test tokens)", ""]
+    lines += ["| protocol | variant | row % | col % | exact % | border exact % | interior exact % | chance exact % |"]
+    lines += ["|---|---|---:|---:|---:|---:|---:|---:|"]
+    for (p, v), rs in groups.items():
+        keys = ("row", "col", "exact", "exact_border", "exact_interior")
+        cells = [_ms([r["probe"][k] for r in rs]) for k in keys]
+        summary["probe"][f"{p}-{v}"] = {k: [r["probe"][k] for r in rs] for k in keys}
+        lines.append(f"| {p} | {labels[(p, v)]} | " + " | ".join(cells) + f" | {rs[0]['probe']['chance_exact']} |")
+    wall = sum(r["wall_s"] for r in results)
+    lines += ["", f"Sum of run times {wall / 60:.1f} min ({len(results)} runs)."]
+    figures = [_plot_accuracy(groups, labels, work_dir), _plot_curves(groups, labels, work_dir)]
+    if data_root is not None:
+        figures.append(_attention_panel(groups, work_dir, data_root))
+    lines += ["", "Figures: " + ", ".join(osp.basename(f) for f in figures if f)]
+    report = osp.join(work_dir, "report.md")
+    atomic_write_text(report, "\n".join(lines) + "\n")
+    atomic_write_text(osp.join(work_dir, "summary.json"), json.dumps(summary, indent=1) + "\n")
+    return report
+
+
+def _max_epochs(results: Sequence[dict]) -> int:
+    return max((len(r["curve"]) for r in results), default=0)
+
+
+def _savefig(fig: Any, path: str) -> str:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    from ..fileio import atomic_write_bytes
+
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _plot_accuracy(groups: dict, labels: dict, work_dir: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [k for k in PROTOCOLS if any(p == k for p, _ in groups)]
+    fig, axes = plt.subplots(1, len(present), figsize=(6.2 * len(present), 4.2), squeeze=False)
+    for ax, key in zip(axes[0], present):
+        proto = PROTOCOLS[key]
+        for (p, v), rs in groups.items():
+            if p != key:
+                continue
+            ms = [[r["accuracy"][s] for r in rs] for s in proto.sizes]
+            err = [stdev(m) if len(m) > 1 else 0.0 for m in ms]
+            ax.errorbar(proto.sizes, [mean(m) for m in ms], yerr=err, marker="o", capsize=3, label=labels[(p, v)])
+        ax.axvline(proto.train_size, color="grey", linestyle=":", linewidth=1)
+        ax.set_xticks(proto.sizes)
+        ax.set_title(proto.title, fontsize=9)
+        ax.set_xlabel("test size (px); dotted: training size")
+        ax.set_ylabel("top-1 (%), mean ± std over seeds")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _savefig(fig, osp.join(work_dir, "accuracy_vs_size.png"))
+
+
+def _plot_curves(groups: dict, labels: dict, work_dir: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [k for k in PROTOCOLS if any(p == k for p, _ in groups)]
+    fig, axes = plt.subplots(1, len(present), figsize=(5.2 * len(present), 3.8), squeeze=False)
+    for ax, key in zip(axes[0], present):
+        for (p, v), rs in groups.items():
+            if p != key:
+                continue
+            n = min(len(r["curve"]) for r in rs)
+            ms = [[r["curve"][i] for r in rs] for i in range(n)]
+            err = [stdev(m) if len(m) > 1 else 0.0 for m in ms]
+            ax.errorbar(range(1, n + 1), [mean(m) for m in ms], yerr=err, marker="o", capsize=3, label=labels[(p, v)])
+        ax.set_title(f"{PROTOCOLS[key].title}: learning curves", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation top-1 (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _savefig(fig, osp.join(work_dir, "curves.png"))
+
+
+def _attention_panel(groups: dict, work_dir: str, data_root: str) -> str | None:
+    """PEG / table / none (protocol (a), lowest seed) on the same three test images."""
+    from ..analysis.attention_maps import attention_figure, load_model
+    from ..datasets.fashion_mnist import read_idx_images
+
+    models = []
+    for v in ("peg", "table", "none"):
+        rs = sorted(groups.get(("native28", v), []), key=lambda r: r["seed"])
+        if not rs:
+            return None
+        run_dir = osp.join(work_dir, rs[0]["run"])
+        config = osp.join(ROOT, CONFIG_DIR, f"fmnist-native28-{v}.py")
+        models.append((rs[0]["label"], load_model(config, osp.join(run_dir, rs[0]["checkpoint"]))))
+    images = [im[0].numpy() for im in read_idx_images(data_root, "test", 3)]
+    return attention_figure(
+        models,
+        images,
+        osp.join(work_dir, "attention.png"),
+        queries=((0.5, 0.5), (0.0, 0.0)),
+        layers=(0, -1),
+        title="Attention of a centre and a corner query token (mean over heads), first and last block",
+    )
