@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import struct
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 from helpers import ROOT, run_tool
 from mmengine.config import Config
+from toy import make_fashion_mnist
 
 import cpvt_mm.evaluation as er
 from cpvt_mm.apis import prepare_train_config, train
@@ -25,26 +24,6 @@ DEMO_CONFIGS = {
     "abspos": DEMO_DIR / "cpvt-mini-abspos_1xb128_fashion-mnist.py",
     "nopos": DEMO_DIR / "cpvt-mini-nopos_1xb128_fashion-mnist.py",
 }
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """The IDX format of (Fashion-)MNIST: magic (0, 0, 0x08 = uint8, ndim), big-endian dims, raw bytes."""
-    header = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def make_fashion_mnist(root: Path, n_train: int = 200, n_test: int = 60) -> None:
-    """Fashion-MNIST-shaped data whose 4 classes are which 14x14 quadrant is bright (separable at a glance)."""
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 4, n)
-        images = rng.integers(0, 60, (n, 28, 28))
-        for img, c in zip(images, labels):
-            r, q = divmod(int(c), 2)
-            img[r * 14 : (r + 1) * 14, q * 14 : (q + 1) * 14] += 180
-        write_idx(root / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(root / f"{prefix}-labels-idx1-ubyte", labels)
 
 
 # --------------------------------------------------------------------------- the re-sizing rule

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,14 @@ from torch import Tensor, nn
 
 from ..models.attention import GlobalSubsampledAttention, LocallyGroupedAttention, _AttentionBase
 
-__all__ = ["AttentionCall", "attention_figure", "load_model", "query_grid_position", "record_attention"]
+__all__ = [
+    "AttentionCall",
+    "attention_figure",
+    "draw_checkpoint_attention",
+    "load_model",
+    "query_grid_position",
+    "record_attention",
+]
 
 
 @dataclass
@@ -174,8 +182,11 @@ def _prepare(model: nn.Module, image: np.ndarray, size: tuple[int, int] | None) 
         image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
     t = torch.from_numpy(np.ascontiguousarray(image))
     t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)  # (H, W[, C]) -> (C, H, W)
-    data = model.data_preprocessor(dict(inputs=[t]), False)
-    return data["inputs"]
+    prep = getattr(model, "data_preprocessor", None)
+    if prep is None:  # a bare backbone: standardise the image itself
+        t = t.float()[None]
+        return (t - t.mean()) / t.std().clamp_min(1e-6)
+    return prep(dict(inputs=[t]), False)["inputs"]
 
 
 def _backbone_attention(model: nn.Module, x: Tensor) -> list[AttentionCall]:
@@ -196,6 +207,9 @@ def attention_figure(
     title: str | None = None,
 ) -> str:
     """Draw, for every (model, layer) row and every (image, query) column, the query's attention map.
+
+    ``images`` are HxW (grayscale) or HxWx3 uint8 arrays in BGR order, as mmcv loads them and as the models'
+    data preprocessors expect; they are drawn in RGB.
 
     ``layers`` index the model's attention calls in execution order (0 = the first block's attention, -1 the
     last); ``head`` picks one head, ``None`` averages them. The query token is marked with a cross. Writes a
@@ -222,11 +236,16 @@ def attention_figure(
             if key not in cache:
                 cache[key] = _backbone_attention(model, _prepare(model, images[i], size))
             calls = cache[key]
+            if not -len(calls) <= layer < len(calls):
+                raise ValueError(f"layer {layer} out of range: {label} has {len(calls)} attention layers")
             call = calls[layer]
             qr, qc = query_grid_position(q, call.hw)
             amap = call.query_map(0, qr, qc)
+            if head is not None and not 0 <= head < amap.shape[0]:
+                raise ValueError(f"head {head} out of range: {call.module} has {amap.shape[0]} heads")
             amap = amap.mean(0) if head is None else amap[head]
             img = images[i] if size is None else _resize(images[i], size)
+            img = img[..., ::-1] if img.ndim == 3 else img  # the models read BGR (as mmcv loads); show RGB
             ax = axes[r][c]
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, extent=(0, call.hw[1], call.hw[0], 0))
             ax.imshow(amap.float().numpy(), cmap="inferno", alpha=0.6, extent=(0, call.hw[1], call.hw[0], 0))
@@ -234,8 +253,8 @@ def attention_figure(
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
-                block = layer if layer >= 0 else len(calls) + layer
-                ax.set_ylabel(f"{label}\nattn {block} ({call.kind})", fontsize=7)
+                where = call.module.removeprefix("backbone.").removesuffix(".attn")
+                ax.set_ylabel(f"{label}\n{where} ({call.kind})", fontsize=7)
             if r == 0:
                 ax.set_title(f"image {i}, query ({qr},{qc})", fontsize=7)
     if title:
@@ -253,3 +272,48 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     import cv2
 
     return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def draw_checkpoint_attention(
+    config: str,
+    checkpoint: str,
+    images: Sequence[str],
+    out: str,
+    layers: Sequence[int] = (0, -1),
+    queries: Sequence[Sequence[float]] = ((0.5, 0.5), (0.0, 0.0)),
+    head: int | None = None,
+    size: tuple[int, int] | None = None,
+    cfg_options: Mapping[str, Any] | None = None,
+) -> str:
+    """``tools/analysis_tools/vis_attention.py``: one checkpoint's attention maps on image files."""
+    import cv2
+
+    for what, path in [("config", config), ("checkpoint", checkpoint)] + [("image", i) for i in images]:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{what} not found: {path}")
+    model = load_model(config, checkpoint, cfg_options)
+    backbone = getattr(model, "backbone", model)
+    gray = getattr(backbone, "in_channels", 3) == 1
+    arrays = []
+    for path in images:
+        image = cv2.imread(path, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"cannot read {path} as an image")
+        arrays.append(image)
+    if size is None:
+        size = _config_test_size(config, cfg_options)
+    label = os.path.splitext(os.path.basename(config))[0]
+    return attention_figure([(label, model)], arrays, out, queries, layers, head, size)
+
+
+def _config_test_size(config: str, cfg_options: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    """The square size the config's test pipeline produces, or None (then each image keeps its size)."""
+    from ..apis.config import load_config
+    from ..evaluation.resolutions import native_size
+
+    cfg = load_config(config, cfg_options)
+    try:
+        side = native_size(cfg.test_dataloader.dataset.pipeline)
+    except (AttributeError, KeyError, ValueError):
+        return None
+    return side, side

@@ -1,0 +1,200 @@
+"""The paper-claims experiment suite (``make experiments``) and its parts: the PEG-before-block-0 option, the
+attention recorder and maps (``vis_attention.py``), the position probe, and the suite end to end (reduced)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from helpers import ROOT, run_tool
+from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT, make_fashion_mnist
+
+from cpvt_mm.analysis.attention_maps import attention_figure, record_attention
+from cpvt_mm.analysis.position_probe import fit_probe
+from cpvt_mm.evaluation.experiments import VARIANTS, plan_runs
+from cpvt_mm.models import CPVT, PCPVT, SVT
+
+EXP_DIR = ROOT / "configs/classification/experiments"
+
+
+# --------------------------------------------------------------------------- PEG on the embedding ("position -1")
+def test_peg_on_embedding_runs_before_block_zero():
+    model = CPVT(arch=TINY_CPVT, patch_size=4, peg_positions=("embed", 2)).eval()
+    assert {k.split(".")[1] for k in model.state_dict() if k.startswith("pegs.")} == {"embed", "2"}
+    order = []
+    for name in ("pegs.embed", "blocks.0", "blocks.2", "pegs.2"):
+        model.get_submodule(name).register_forward_pre_hook(lambda m, a, name=name: order.append(name))
+    model(torch.randn(1, 3, 32, 32))
+    assert order == ["pegs.embed", "blocks.0", "blocks.2", "pegs.2"]
+    # the embedding's PEG belongs to the embedding for layer-wise decay and freezing
+    assert model.get_layer_depth("pegs.embed.proj.weight")[0] == 0
+    frozen = CPVT(arch=TINY_CPVT, peg_positions=("embed",), frozen_stages=0).train()
+    assert not any(p.requires_grad for p in frozen.pegs["embed"].parameters())
+
+
+def test_peg_on_embedding_changes_the_output_and_keeps_padding_invariance():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 32, 48)
+    model = CPVT(arch=TINY_CPVT, patch_size=4, peg_positions=("embed",), with_cls_token=False).eval()
+    plain = CPVT(arch=TINY_CPVT, patch_size=4, peg_positions=(), with_cls_token=False).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        assert not torch.allclose(model(x)[0], plain(x)[0], atol=1e-4)
+        batch = torch.zeros(2, 3, 48, 48)
+        batch[0, :, :32, :48] = x[0]
+        padded = model(batch, valid_sizes=torch.tensor([[32, 48], [48, 48]]))[0]
+        torch.testing.assert_close(padded[0], model(x)[0][0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [("embd",), ("embed", "embed"), (0, 9)])
+def test_peg_positions_refuse_unknown_entries(bad):
+    with pytest.raises(ValueError, match="peg_positions"):
+        CPVT(arch=TINY_CPVT, peg_positions=bad)
+
+
+# --------------------------------------------------------------------------- attention recording and maps
+MODELS = {
+    "cpvt": lambda: CPVT(arch=TINY_CPVT, patch_size=4, with_cls_token=True),
+    "pcpvt": lambda: PCPVT(TINY_PCPVT),
+    "svt": lambda: SVT(TINY_SVT),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("hw", [(64, 64), (72, 88)])
+def test_recording_keeps_outputs_and_maps_are_distributions(name, hw):
+    torch.manual_seed(0)
+    model = MODELS[name]().eval()
+    x = torch.randn(2, 3, *hw)
+    with torch.no_grad():
+        ref = model(x)
+        with record_attention(model) as calls:
+            out = model(x)
+    for a, b in zip(ref, out):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    n_blocks = sum(1 for n, _ in model.named_modules() if n.endswith(".attn"))
+    assert len(calls) == n_blocks and {c.kind for c in calls} <= {"global", "gsa", "lsa"}
+    for call in calls:
+        H, W = call.hw
+        for row, col in ((0, 0), (H - 1, W - 1), (H // 2, W // 3)):
+            amap = call.query_map(1, row, col)
+            assert amap.shape[1:] == (H, W) and bool((amap >= 0).all())
+            total = amap.sum((1, 2))
+            if call.kind == "global" and call.prefix:  # the class token takes the rest of the mass
+                assert bool((total <= 1 + 1e-5).all()) and bool((total > 0).all())
+            elif call.kind == "gsa" and (H % call.reduction or W % call.reduction):
+                assert bool((total <= 1 + 1e-5).all())  # keys summarising the zero padding lie off the grid
+            else:
+                torch.testing.assert_close(total, torch.ones_like(total), atol=1e-5, rtol=0)
+            if call.kind == "lsa":  # nothing outside the query's own window
+                ws = call.window
+                outside = amap.clone()
+                outside[:, row // ws * ws : (row // ws + 1) * ws, col // ws * ws : (col // ws + 1) * ws] = 0
+                assert float(outside.abs().max()) == 0.0
+    assert all(m.attn_record is None for m in model.modules() if hasattr(m, "attn_record"))
+
+
+def test_query_outside_the_grid_is_refused():
+    model = CPVT(arch=TINY_CPVT, patch_size=4, with_cls_token=False).eval()
+    with torch.no_grad(), record_attention(model) as calls:
+        model(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="outside the 8x8 token grid"):
+        calls[0].query_map(0, 8, 0)
+
+
+def test_attention_figure_draws_pyramid_models_side_by_side(tmp_path):
+    images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
+    models = [("pcpvt", PCPVT(TINY_PCPVT).eval()), ("svt", SVT(TINY_SVT).eval())]
+    out = attention_figure(models, images, str(tmp_path / "maps.png"), layers=(0, 1, -1))
+    drawn = cv2.imread(out)
+    assert drawn is not None and drawn.shape[0] > 300 and drawn.shape[1] > 500
+    with pytest.raises(ValueError, match="layer 40 out of range"):
+        attention_figure(models, images, str(tmp_path / "x.png"), layers=(40,))
+    with pytest.raises(ValueError, match="head 7 out of range"):
+        attention_figure(models, images, str(tmp_path / "x.png"), head=7)
+
+
+def test_vis_attention_tool_on_a_checkpoint(tmp_path):
+    from mmengine.config import Config
+
+    from cpvt_mm.registry import MODELS as CPVT_MODELS  # noqa: F401  (registers cpvt_mm.CPVT)
+
+    config = str(EXP_DIR / "fmnist-native28-peg.py")
+    cfg = Config.fromfile(config)
+    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+
+    model = PRETRAIN_MODELS.build(cfg.model)
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "w.pth")
+    image = tmp_path / "shirt.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (28, 28), dtype=np.uint8))
+    out = tmp_path / "maps.png"
+    run_tool("tools/analysis_tools/vis_attention.py", config, str(tmp_path / "w.pth"), str(image), "--out", str(out),
+             "--layers", "0", "1", "-1", "--queries", "0.5,0.5", "1,1")  # fmt: skip
+    assert cv2.imread(str(out)) is not None
+    bad = run_tool("tools/analysis_tools/vis_attention.py", config, str(tmp_path / "w.pth"), str(image),
+                   "--out", str(out), "--layers", "4", expect=1)  # fmt: skip
+    assert "layer 4 out of range" in bad.stderr and "4 attention layers" in bad.stderr
+    bad = run_tool("tools/analysis_tools/vis_attention.py", config, str(tmp_path / "w.pth"), str(image),
+                   "--out", str(out), "--queries", "0.5", expect=2)  # fmt: skip
+    assert "ROW,COL" in bad.stderr
+
+
+# --------------------------------------------------------------------------- position probe
+def test_probe_reads_position_when_features_carry_it_and_not_otherwise():
+    g = torch.Generator().manual_seed(0)
+    H = W = 7
+    pos = torch.cat((torch.eye(H).repeat_interleave(W, 0), torch.eye(W).repeat(H, 1)), dim=1)  # (N, H+W)
+    coded = lambda b: torch.cat((pos.expand(b, -1, -1), torch.randn(b, H * W, 10, generator=g)), -1)  # noqa: E731
+    scores = fit_probe(coded(20), coded(10), (H, W))
+    assert scores["exact"] == 100.0 and scores["chance_exact"] == pytest.approx(100 / 49, abs=0.01)
+    noise = fit_probe(torch.randn(40, H * W, 24, generator=g), torch.randn(20, H * W, 24, generator=g), (H, W))
+    assert noise["exact"] < 3 * noise["chance_exact"] and noise["row"] < 30
+
+
+# --------------------------------------------------------------------------- the suite
+def test_every_variant_has_a_config_differing_only_in_position_encoding_or_pooling():
+    from mmengine.config import Config
+
+    own = ("peg_positions", "abs_pos_embed", "with_cls_token", "patch_size")  # what a variant may change
+    data = ("model", "train_pipeline", "test_pipeline", "train_dataloader", "val_dataloader", "test_dataloader")
+    base = None
+    for protocol, variant, _ in VARIANTS:
+        cfg = Config.fromfile(str(EXP_DIR / f"fmnist-{protocol}-{variant}.py"))
+        backbone = {k: v for k, v in cfg.model.backbone.items() if k not in own}
+        rest = {k: v for k, v in cfg.to_dict().items() if k not in data}
+        base = base or (backbone, rest)
+        assert (backbone, rest) == base, f"{protocol}-{variant} differs in more than the position encoding"
+    assert [r.name for r in plan_runs([0, 1], ["native28-peg", "down16-none"])] == [
+        "native28-peg/seed0", "down16-none/seed0", "native28-peg/seed1", "down16-none/seed1"]  # fmt: skip
+    with pytest.raises(ValueError, match=r"unknown variant.*native28-pegs"):
+        plan_runs([0], ["native28-pegs"])
+
+
+@pytest.mark.slow
+def test_experiments_suite_end_to_end_and_resume(tmp_path):
+    data = tmp_path / "fmnist"
+    make_fashion_mnist(data, n_train=300, n_test=120)
+    work = tmp_path / "exp"
+    variants = ["native28-none", "native28-table", "native28-peg", "down16-peg"]
+    args = ("tools/analysis_tools/experiments.py", "--quick", "--data-root", str(data), "--work-dir", str(work),
+            "--seeds", "0", "--jobs", "2", "--variants", *variants)  # fmt: skip
+    first = run_tool(*args, timeout=900)
+    assert "4 runs (0 already finished)" in first.stdout
+    report = (work / "report.md").read_text()
+    for label in ("none", "learned table", "PEG after block 0", "(b) trained at 16 px"):
+        assert label in report
+    summary = json.loads((work / "summary.json").read_text())
+    assert set(summary["protocols"]["native28"]) == {"none", "table", "peg"}
+    result = json.loads((work / "native28-peg/seed0/result.json").read_text())
+    assert set(result["accuracy"]) == {"20", "28", "36", "44", "56"} and len(result["curve"]) == 2
+    assert result["curve"][-1] == pytest.approx(result["accuracy"]["28"], abs=1e-6)  # same weights, same images
+    assert 0 <= result["probe"]["exact"] <= 100 and result["probe"]["grid"] == [7, 7]
+    for png in ("accuracy_vs_size.png", "curves.png", "attention.png"):
+        assert cv2.imread(str(work / png)) is not None, png
+    again = run_tool(*args, timeout=300)  # everything finished: only the report is rebuilt
+    assert "4 runs (4 already finished)" in again.stdout
+    assert re.search(r"native28-peg/seed0: top-1 [\d.]+ at the training size \(0 s", again.stdout)
