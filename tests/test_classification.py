@@ -124,7 +124,12 @@ def test_key_config_trains_and_tests(name, imagenet_root, tmp_path):
     assert last < first - 0.3, losses
     ckpt = work / "epoch_10.pth"
     res = run_tool(str(ROOT / "tools/test.py"), str(cfg_path), str(ckpt), "--work-dir", str(tmp_path / "test"))
-    assert "accuracy/top1" in res.stdout + res.stderr
+    top1 = re.findall(r"accuracy/top1: ([\d.]+)", res.stdout + res.stderr)
+    assert top1, res.stdout[-2000:]
+    if name == "cpvt-tiny_8xb256_in1k.py":  # --compile (inductor, dynamic sizes) gives the same metric
+        args = (str(cfg_path), str(ckpt), "--work-dir", str(tmp_path / "test_c"), "--compile")
+        compiled = run_tool(str(ROOT / "tools/test.py"), *args)
+        assert re.findall(r"accuracy/top1: ([\d.]+)", compiled.stdout + compiled.stderr) == top1
 
 
 def _weights(path: Path) -> dict:

@@ -99,3 +99,28 @@ def test_compiled_training_step_matches_eager():
                 torch.testing.assert_close(g, p.grad, atol=1e-5, rtol=1e-4)
     assert stats.graph_breaks == 0 and stats.recompiles == 0, stats.recompile_reasons
     torch._dynamo.reset()
+
+
+def test_compile_backbone_keeps_keys_and_outputs():
+    from mmpretrain.models import ImageClassifier
+
+    from cpvt_mm.deployment import compile_backbone
+
+    torch._dynamo.reset()
+    model = ImageClassifier(
+        backbone=dict(type="cpvt_mm.CPVT", arch=dict(embed_dims=32, depth=2, num_heads=2, mlp_ratio=2.0), patch_size=8),
+        head=dict(type="LinearClsHead", num_classes=3, in_channels=32),
+    ).eval()
+    keys = list(model.state_dict())
+    x = torch.randn(2, 3, 64, 96)
+    ref = model.extract_feat(x)
+    compile_backbone(model, backend="eager")
+    assert list(model.state_dict()) == keys  # a checkpoint still loads after compiling
+    with count_compiles() as stats, torch.no_grad():
+        for shape in [(1, 3, 80, 48), (3, 3, 112, 112)]:
+            model.extract_feat(torch.randn(shape))
+        torch.testing.assert_close(model.extract_feat(x)[0], ref[0], atol=1e-5, rtol=1e-5)
+    assert stats.graph_breaks == 0 and stats.graphs == 1, stats.recompile_reasons
+    with pytest.raises(ValueError, match="no `backbone`"):
+        compile_backbone(torch.nn.Linear(2, 2))
+    torch._dynamo.reset()

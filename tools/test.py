@@ -1,6 +1,6 @@
 """Evaluate a checkpoint on a config's test set (classification accuracy, COCO bbox/segm, mIoU).
 
-python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--tta] [--cfg-options k=v ...]
+python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--tta] [--compile] [--cfg-options k=v ...]
 
 The work is done by :mod:`cpvt_mm.apis.test`; this file only parses the command line.
 """
@@ -30,6 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--tta", action="store_true", help="test-time augmentation from the config's tta_model / tta_pipeline"
     )
+    p.add_argument("--compile", action="store_true", help="torch.compile the backbone (dynamic sizes, inductor)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     p.add_argument("--local_rank", "--local-rank", type=int, default=0)
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
             cfg_options=args.cfg_options,
             launcher=args.launcher,
         )
-        return run_test(cfg, args.out)
+        return run_test(cfg, args.out, compile=args.compile)
     except TOOL_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

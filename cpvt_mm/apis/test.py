@@ -40,12 +40,16 @@ def prepare_test_config(
     return prepare_checkpoint_runner_config(cfg, checkpoint, work_dir, launcher)
 
 
-def run_test(cfg: Config, out: str | None = None) -> dict:
+def run_test(cfg: Config, out: str | None = None, compile: bool = False) -> dict:
     """Run the test loop of ``cfg`` (from :func:`prepare_test_config`); ``out`` also dumps the raw predictions
-    to that pickle file. Returns the metrics."""
+    to that pickle file; ``compile`` compiles the backbone (dynamic sizes, inductor). Returns the metrics."""
     from mmengine.evaluator import DumpResults
 
     runner = build_runner(cfg)
+    if compile:
+        from ..deployment.compile import compile_backbone
+
+        compile_backbone(runner.model)
     if out:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=out))
     return runner.test()

@@ -38,11 +38,20 @@ __all__ = [
 ]
 
 
+def _maybe_compile(model: Any, compile: bool) -> None:
+    if compile:
+        from ..deployment.compile import compile_backbone
+
+        compile_backbone(model)
+
+
 class InferenceInputError(ValueError):
     """An input of :func:`infer_and_draw` cannot be used (unreadable image, config of another toolkit)."""
 
 
-def draw_detection(config: Config, checkpoint: str, image: str, device: str, score_thr: float) -> np.ndarray:
+def draw_detection(
+    config: Config, checkpoint: str, image: str, device: str, score_thr: float, compile: bool = False
+) -> np.ndarray:
     """Boxes / masks of an mmdet model on ``image``; returns the drawn RGB image."""
     import mmcv
     from mmdet.apis import inference_detector, init_detector
@@ -50,6 +59,7 @@ def draw_detection(config: Config, checkpoint: str, image: str, device: str, sco
 
     model = init_detector(config, checkpoint, device=device)
     check_checkpoint_covers_model(model, checkpoint)
+    _maybe_compile(model, compile)
     result = inference_detector(model, image)
     visualizer = VISUALIZERS.build(dict(type="DetLocalVisualizer", name="cpvt_mm-infer-det"))
     visualizer.dataset_meta = model.dataset_meta
@@ -58,7 +68,9 @@ def draw_detection(config: Config, checkpoint: str, image: str, device: str, sco
     return visualizer.get_image()
 
 
-def draw_segmentation(config: Config, checkpoint: str, image: str, device: str, score_thr: float) -> np.ndarray:
+def draw_segmentation(
+    config: Config, checkpoint: str, image: str, device: str, score_thr: float, compile: bool = False
+) -> np.ndarray:
     """The class map of an mmseg model blended over ``image``; returns the drawn RGB image."""
     import mmcv
     from mmengine.structures import PixelData
@@ -67,6 +79,7 @@ def draw_segmentation(config: Config, checkpoint: str, image: str, device: str, 
 
     model = init_model(config, checkpoint, device=device)
     check_checkpoint_covers_model(model, checkpoint)
+    _maybe_compile(model, compile)
     use_bounded_seg_postprocess(model)  # full-resolution logits of a large photo would not fit in memory
     result = inference_model(model, image)
     # as a numpy array: mmseg's visualiser indexes with ``tensor == label``, and a 1-pixel bool tensor is taken
@@ -79,7 +92,9 @@ def draw_segmentation(config: Config, checkpoint: str, image: str, device: str, 
     return visualizer.get_image()
 
 
-def draw_classification(config: Config, checkpoint: str, image: str, device: str, score_thr: float) -> np.ndarray:
+def draw_classification(
+    config: Config, checkpoint: str, image: str, device: str, score_thr: float, compile: bool = False
+) -> np.ndarray:
     """``image`` with the predicted class name and score of an mmpretrain model; returns the RGB image."""
     import mmcv
     from mmpretrain.apis import ImageClassificationInferencer
@@ -87,6 +102,7 @@ def draw_classification(config: Config, checkpoint: str, image: str, device: str
 
     inferencer = ImageClassificationInferencer(model=config, pretrained=checkpoint, device=device)
     check_checkpoint_covers_model(inferencer.model, checkpoint)
+    _maybe_compile(inferencer.model, compile)
     (result,) = inferencer(image, return_datasamples=True)
     visualizer = VISUALIZERS.build(dict(type="UniversalVisualizer", name="cpvt_mm-infer-cls"))
     rgb = mmcv.imread(image, channel_order="rgb")
@@ -120,6 +136,7 @@ def infer_and_draw(
     score_thr: float = 0.3,
     device: str | None = None,
     cfg_options: Mapping[str, Any] | None = None,
+    compile: bool = False,
 ) -> tuple[str, np.ndarray]:
     """Run the config's model on ``image`` and write the drawn prediction to ``out`` (a PNG, atomically).
 
@@ -147,6 +164,6 @@ def infer_and_draw(
     # every registry lookup (transforms, visualisers) must resolve in the config's toolkit, whatever scope an
     # earlier caller in this process left as the default
     with DefaultScope.overwrite_default_scope(scope):
-        drawn = RENDERERS[scope](cfg, checkpoint, image, device, score_thr)
+        drawn = RENDERERS[scope](cfg, checkpoint, image, device, score_thr, compile)
     write_png_atomic(drawn, out)
     return scope, drawn

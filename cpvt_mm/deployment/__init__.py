@@ -4,7 +4,7 @@ See ``docs/deployment.md``. Nothing here is imported by ``import cpvt_mm``: onnx
 when exporting or checking an export.
 """
 
-from .compile import compile_model, count_compiles
+from .compile import compile_backbone, compile_model, count_compiles
 from .models import ARCHS, TensorModel, build_deployable
 from .onnx import OnnxCheck, check_onnx, export_onnx
 
@@ -14,6 +14,7 @@ __all__ = [
     "TensorModel",
     "build_deployable",
     "check_onnx",
+    "compile_backbone",
     "compile_model",
     "count_compiles",
     "export_onnx",

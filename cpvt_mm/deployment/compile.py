@@ -24,7 +24,7 @@ import torch
 import torch.fx.experimental._config as fx_config
 from torch import nn
 
-__all__ = ["CompileStats", "CompiledModel", "compile_model", "count_compiles"]
+__all__ = ["CompileStats", "CompiledModel", "compile_backbone", "compile_model", "count_compiles"]
 
 
 class CompiledModel(nn.Module):
@@ -50,6 +50,40 @@ def compile_model(
 ) -> CompiledModel:
     """Compile ``model`` for inference or training at varying input sizes (see the module docstring)."""
     return CompiledModel(model, dynamic=dynamic, backend=backend, mode=mode)
+
+
+def compile_backbone(model: nn.Module, *, dynamic: bool = True, backend: str = "inductor") -> nn.Module:
+    """Compile the backbone of a detector / segmentor / classifier in place; returns ``model``.
+
+    Only the backbone's ``forward`` is replaced, so the module tree and the ``state_dict`` keys stay as they
+    are (a checkpoint loads after this call just as before) and the toolkit's heads and post-processing stay
+    eager. The backbone is where the time goes at dense-prediction sizes. A padding-aware data preprocessor
+    no longer helps a compiled backbone (the attached image sizes are not read under compilation), so that
+    combination logs a warning: padded batches then behave as in the stock toolkits.
+    """
+    from mmengine.logging import print_log
+
+    target = getattr(model, "module", model)  # unwrap DDP-style wrappers
+    backbone = getattr(target, "backbone", None)
+    if backbone is None:
+        raise ValueError(f"{type(target).__name__} has no `backbone` to compile")
+    prep = type(getattr(target, "data_preprocessor", None)).__name__
+    if prep.startswith("PaddingAware"):
+        print_log(
+            f"--compile: {prep} attaches image sizes that a compiled backbone does not read; padded batches "
+            "are processed like the stock toolkits' (padding as image content). Test with batch size 1 or "
+            "without --compile where that matters.",
+            logger="current",
+            level=logging.WARNING,
+        )
+    compiled = torch.compile(backbone.forward, dynamic=dynamic, backend=backend)
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        with fx_config.patch(backed_size_oblivious=True, use_duck_shape=False):
+            return compiled(*args, **kwargs)
+
+    backbone.forward = forward
+    return model
 
 
 @dataclass

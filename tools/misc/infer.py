@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="where to write the PNG")
     p.add_argument("--score-thr", type=float, default=0.3, help="detection: hide boxes below this score")
     p.add_argument("--device", help="torch device (default: cuda:0 when available, else cpu)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the backbone (pays off for many images)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config entries, key=value")
     return p.parse_args(argv)
 
@@ -44,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         scope, drawn = infer_and_draw(
-            args.config, args.checkpoint, args.image, args.out, args.score_thr, args.device, args.cfg_options
-        )
+            args.config, args.checkpoint, args.image, args.out, args.score_thr, args.device, args.cfg_options,
+            args.compile,
+        )  # fmt: skip
     except (FileNotFoundError, InferenceInputError, ConfigOptionError, CheckpointError, UninitializedWeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
