@@ -351,3 +351,35 @@ def test_svt_layout_is_chosen_by_the_class_not_by_arch_keys():
     kinds = {type(m).__name__ for m in SVT(arch=TINY_SVT).modules()}
     assert {"LocallyGroupedAttention", "GlobalSubsampledAttention"} <= kinds
     assert "LocallyGroupedAttention" not in {type(m).__name__ for m in PCPVT(arch=TINY_PCPVT).modules()}
+
+
+@pytest.mark.parametrize("cls", ["cpvt", "pcpvt", "svt"])
+def test_onednn_linear_fast_path_matches_plain_linear_and_only_runs_without_grad(cls, monkeypatch):
+    import cpvt_mm.models.linear as fast
+
+    if not fast.onednn_linear_available():
+        pytest.skip("this torch build has no oneDNN linear kernel")
+    build = {"cpvt": lambda: CPVT(arch=TINY_CPVT, patch_size=4), "pcpvt": lambda: PCPVT(TINY_PCPVT),
+             "svt": lambda: SVT(TINY_SVT)}[cls]  # fmt: skip
+    torch.manual_seed(0)
+    model = build().eval()
+    x = torch.randn(2, 3, 64, 96)
+    taken = []
+    spy = fast._fast
+    monkeypatch.setattr(fast, "_fast", lambda *a: taken.append(spy(*a)) or taken[-1])
+    previous = fast.set_onednn_linear(False)
+    try:
+        with torch.no_grad():
+            plain = model(x)
+        assert not any(taken)
+        fast.set_onednn_linear(True)
+        with torch.inference_mode():
+            fused = model(x)
+        assert taken and all(taken[len(taken) // 2 :])  # every linear of the second pass was fused
+        for a, b in zip(plain, fused):
+            torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+        taken.clear()
+        model(x)[-1].sum().backward()  # training: autograd needs the standard ops
+        assert taken and not any(taken)
+    finally:
+        fast.set_onednn_linear(previous)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .linear import linear
 from .padding import Padding
 from .utils import is_symbolic, tokens_to_map
 
@@ -99,10 +100,10 @@ class Attention(_AttentionBase):
     def forward(self, x: Tensor, hw: Size2D | None = None, padding: Padding | None = None) -> Tensor:
         B, N, C = x.shape
         # (B, N, 3C) -> (3, B, heads, N, head_dim)
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = linear(x, self.qkv).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         x = self._sdpa(qkv[0], qkv[1], qkv[2], None if padding is None else padding.key_mask())
         x = x.transpose(1, 2).reshape(B, N, C)  # (B, heads, N, head_dim) -> (B, N, C)
-        return self.proj_drop(self.proj(x))
+        return self.proj_drop(linear(x, self.proj))
 
 
 class GlobalSubsampledAttention(_AttentionBase):
@@ -136,7 +137,7 @@ class GlobalSubsampledAttention(_AttentionBase):
     def forward(self, x: Tensor, hw: Size2D, padding: Padding | None = None) -> Tensor:
         """``padding``: padded tokens are zero where the sub-sampling conv reads them and never keys."""
         B, N, C = x.shape
-        q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, hd)
+        q = linear(x, self.q).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, hd)
         mask = None
         if self.sr is not None:
             H, W = hw
@@ -155,10 +156,10 @@ class GlobalSubsampledAttention(_AttentionBase):
             mask = padding.key_mask()
         M = x.shape[1]
         # (B, M, 2C) -> (2, B, heads, M, head_dim)
-        kv = self.kv(x).reshape(B, M, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        kv = linear(x, self.kv).reshape(B, M, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         x = self._sdpa(q, kv[0], kv[1], mask)
         x = x.transpose(1, 2).reshape(B, N, C)  # (B, heads, N, hd) -> (B, N, C)
-        return self.proj_drop(self.proj(x))
+        return self.proj_drop(linear(x, self.proj))
 
 
 class LocallyGroupedAttention(_AttentionBase):
@@ -221,7 +222,7 @@ class LocallyGroupedAttention(_AttentionBase):
         # (B, Hp, Wp, C) -> (B, nh, ws, nw, ws, C) -> (B, nh*nw, ws*ws, C)
         x = _dense(x.reshape(B, nh, ws, nw, ws, C).transpose(2, 3), sym).reshape(B, nh * nw, ws * ws, C)
         # (B, nW, ws*ws, 3C) -> (3, B*nW, heads, ws*ws, head_dim)
-        qkv = self.qkv(x).reshape(B * nh * nw, ws * ws, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = linear(x, self.qkv).reshape(B * nh * nw, ws * ws, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if padding is not None:
             mask = padding.window_key_mask(ws)  # covers the ceil padding above as well
         elif (mask := self.key_padding_mask(hw, ws, x.device)) is not None:
@@ -232,7 +233,7 @@ class LocallyGroupedAttention(_AttentionBase):
         x = _dense(x.transpose(1, 2), sym).reshape(B, nh, nw, ws, ws, C)
         x = _dense(x.transpose(2, 3), sym).reshape(B, Hp, Wp, C)
         x = _dense(x[:, :H, :W], sym).reshape(B, N, C)
-        return self.proj_drop(self.proj(x))
+        return self.proj_drop(linear(x, self.proj))
 
 
 def _dense(x: Tensor, symbolic: bool) -> Tensor:

@@ -20,6 +20,7 @@ from .attention import (
     set_fused_attn,
     use_fused_attn,
 )
+from .linear import linear
 from .padding import Padding
 from .peg import PEG
 from .utils import is_symbolic, tokens_to_map
@@ -102,7 +103,11 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        if type(self.act) is nn.GELU and self.act.approximate == "none":  # fc1 + GELU in one kernel if possible
+            x = linear(x, self.fc1, gelu=True)
+        else:
+            x = self.act(self.fc1(x))
+        return self.drop(linear(self.drop(x), self.fc2))
 
 
 class TransformerBlock(nn.Module):
