@@ -257,9 +257,15 @@ def run(args: argparse.Namespace) -> dict:
     steps = {}
     for name, model in models.items():
         model.to(device)
+        eager = model
         if args.compile:  # fixed size here, so a static graph: the same treatment for every implementation
             model = compile_model(model, dynamic=False)
         steps[name] = make_step(model, inputs.get(name, x), args.mode, dtype, device)
+        if args.also_compiled and not args.compile:
+            compiled = compile_model(eager, dynamic=False)
+            steps[f"{name} compiled"] = make_step(compiled, inputs.get(name, x), args.mode, dtype, device)
+    if args.plain_linear and "cpvt_mm" in steps:
+        steps["cpvt_mm plain linear"] = _without_onednn_linear(steps["cpvt_mm"])
     if args.mode == "infer" and not (args.padding or args.backbone) and {"timm", "cpvt_mm"} <= set(models):
         with torch.inference_mode():
             diff = (models["timm"].eval()(x) - models["cpvt_mm"].eval()(x)).abs().max().item()
@@ -293,6 +299,7 @@ def run(args: argparse.Namespace) -> dict:
             rounds=args.rounds,
             iters=args.iters,
             compiled=args.compile,
+            also_compiled=args.also_compiled,
             with_cp=args.with_cp,
         ),
         gflops_per_image=flops / 1e9,
@@ -308,6 +315,20 @@ def run(args: argparse.Namespace) -> dict:
             for n, r in results.items()
         },
     )
+
+
+def _without_onednn_linear(step: Callable[[], object]) -> Callable[[], object]:
+    """The same step with cpvt_mm's oneDNN linear fast path off (``nn.Linear`` + ``nn.GELU`` as everyone)."""
+    from ..models.linear import set_onednn_linear
+
+    def plain() -> object:
+        previous = set_onednn_linear(False)
+        try:
+            return step()
+        finally:
+            set_onednn_linear(previous)
+
+    return plain
 
 
 def to_markdown(report: dict) -> str:
@@ -361,6 +382,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--compile", action="store_true", help="torch.compile every implementation (inductor)")
+    p.add_argument(
+        "--also-compiled", action="store_true", help="time every implementation both eager and compiled, one run"
+    )
+    p.add_argument("--plain-linear", action="store_true", help="also cpvt_mm without its oneDNN linear fast path (CPU)")
     p.add_argument("--with-cp", action="store_true", help="gradient checkpointing in cpvt_mm's backbone")
     p.add_argument("--peak-tflops", type=float, default=0.0, help="device peak for the dtype: report MFU")
     p.add_argument("--json", help="also write the report as JSON here")
