@@ -15,7 +15,7 @@ from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT, make_fashion_mnist
 
 from cpvt_mm.analysis.attention_maps import attention_figure, record_attention
 from cpvt_mm.analysis.position_probe import fit_probe
-from cpvt_mm.evaluation.experiments import VARIANTS, plan_runs
+from cpvt_mm.evaluation.experiments import VARIANTS, load_result, plan_runs
 from cpvt_mm.models import CPVT, PCPVT, SVT
 
 EXP_DIR = ROOT / "configs/classification/experiments"
@@ -189,9 +189,9 @@ def test_experiments_suite_end_to_end_and_resume(tmp_path):
         assert label in report
     summary = json.loads((work / "summary.json").read_text())
     assert set(summary["protocols"]["native28"]) == {"none", "table", "peg"}
-    result = json.loads((work / "native28-peg/seed0/result.json").read_text())
-    assert set(result["accuracy"]) == {"20", "28", "36", "44", "56"} and len(result["curve"]) == 2
-    assert result["curve"][-1] == pytest.approx(result["accuracy"]["28"], abs=1e-6)  # same weights, same images
+    result = load_result(str(work / "native28-peg/seed0/result.json"))
+    assert set(result["accuracy"]) == {20, 28, 36, 44, 56} and len(result["curve"]) == 2
+    assert result["curve"][-1] == pytest.approx(result["accuracy"][28], abs=1e-6)  # same weights, same images
     assert 0 <= result["probe"]["exact"] <= 100 and result["probe"]["grid"] == [7, 7]
     for png in ("accuracy_vs_size.png", "curves.png", "attention.png"):
         assert cv2.imread(str(work / png)) is not None, png

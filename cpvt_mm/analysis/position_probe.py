@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from mmengine.config import DictAction
 
     from ..apis.config import load_config
-    from ..datasets.fashion_mnist import read_idx_images
+    from ..datasets.fashion_mnist import idx_image_count, read_idx_images
     from ..fileio import atomic_write_text
     from .attention_maps import load_model
 
@@ -109,9 +109,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = load_model(args.config, args.checkpoint, args.cfg_options)
     size = _test_size(cfg.test_dataloader.dataset.pipeline)
     root = cfg.test_dataloader.dataset.data_root
-    train = read_idx_images(root, "train", args.train_images, size)
-    test = read_idx_images(root, "test", args.test_images, size)
-    result = probe_model(model, train, test)
+    # as many images as asked for, or all there are (a small dataset, the suite's --quick runs)
+    counts = {
+        s: min(n, idx_image_count(root, s)) for s, n in (("train", args.train_images), ("test", args.test_images))
+    }
+    train = read_idx_images(root, "train", counts["train"], size)
+    test = read_idx_images(root, "test", counts["test"], size)
+    result = {**probe_model(model, train, test), "images": counts}
     atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     return result
 

@@ -7,7 +7,7 @@ import os.path as osp
 import numpy as np
 import torch
 
-__all__ = ["IDX_FILES", "check_fashion_mnist", "read_idx_images"]
+__all__ = ["IDX_FILES", "check_fashion_mnist", "idx_image_count", "read_idx_images"]
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -38,6 +38,21 @@ def check_fashion_mnist(root: str) -> None:
     )
 
 
+def _header(root: str, split: str) -> tuple[str, int, int, int]:
+    name = {"train": IDX_FILES[0], "test": IDX_FILES[2]}[split]
+    with open(osp.join(root, name), "rb") as f:
+        header = np.frombuffer(f.read(16), dtype=">i4")
+    if len(header) < 4 or header[0] != 2051:  # IDX magic number of a uint8 3-D array
+        raise ValueError(f"{name} in {root} is not an IDX image file (expected magic 2051)")
+    return name, int(header[1]), int(header[2]), int(header[3])
+
+
+def idx_image_count(root: str, split: str) -> int:
+    """How many images the ``split`` ('train' or 'test') IDX file holds."""
+    check_fashion_mnist(root)
+    return _header(root, split)[1]
+
+
 def read_idx_images(root: str, split: str, count: int, size: int | None = None) -> torch.Tensor:
     """The first ``count`` images of ``split`` ('train' or 'test') as a ``(count, 1, size, size)`` uint8 tensor.
 
@@ -47,14 +62,11 @@ def read_idx_images(root: str, split: str, count: int, size: int | None = None) 
     import cv2
 
     check_fashion_mnist(root)
-    name = {"train": IDX_FILES[0], "test": IDX_FILES[2]}[split]
+    name, n, h, w = _header(root, split)
+    if not 0 < count <= n:
+        raise ValueError(f"{name} holds {n} images; asked for {count}")
     with open(osp.join(root, name), "rb") as f:
-        header = np.frombuffer(f.read(16), dtype=">i4")
-        if header[0] != 2051:  # IDX magic number of a uint8 3-D array
-            raise ValueError(f"{name} in {root} is not an IDX image file (magic {header[0]}, expected 2051)")
-        n, h, w = (int(v) for v in header[1:])
-        if not 0 < count <= n:
-            raise ValueError(f"{name} holds {n} images; asked for {count}")
+        f.seek(16)
         images = np.frombuffer(f.read(count * h * w), dtype=np.uint8).reshape(count, h, w)
     if size is not None and size != h:
         images = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_LINEAR) for im in images])

@@ -145,13 +145,20 @@ def _learning_curve(run_dir: str) -> list[float]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
+def load_result(path: str) -> dict[str, Any]:
+    """A finished run's ``result.json``, with the test sizes as integers again (JSON keys are strings)."""
+    with open(path) as f:
+        result = json.load(f)
+    result["accuracy"] = {int(k): v for k, v in result["accuracy"].items()}
+    return result
+
+
 def execute_run(run: Run, work_dir: str, data_root: str, extra: Sequence[str] = ()) -> dict[str, Any]:
     """Train, test at every size and probe one run; returns (and writes) its ``result.json``."""
     run_dir = osp.join(work_dir, run.name)
     result_path = osp.join(run_dir, "result.json")
     if osp.isfile(result_path):
-        with open(result_path) as f:
-            return json.load(f)
+        return load_result(result_path)
     os.makedirs(run_dir, exist_ok=True)
     start = time.monotonic()
     threads = dict(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
