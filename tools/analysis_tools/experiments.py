@@ -3,6 +3,7 @@
     bash scripts/get_fashion_mnist.sh && python tools/analysis_tools/experiments.py
     python tools/analysis_tools/experiments.py --seeds 0 1 2 3 4 --jobs 2       # more seeds; reruns skip done runs
     python tools/analysis_tools/experiments.py --quick --work-dir /tmp/exp      # a few steps: checks the plumbing
+    python tools/analysis_tools/experiments.py --epochs 6 --seeds 0 --variants native28-peg --work-dir /tmp/e6
 
 Trains the variants of ``configs/classification/experiments/`` (none / learned table / PEG; PEG before or after
 block 0; one or three PEGs; class token or average pooling) under two resolution protocols, tests each at the
@@ -38,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per variant and seed")
     p.add_argument("--jobs", type=int, default=2, help="runs side by side, one CPU thread each")
     p.add_argument("--variants", nargs="+", help="only these, as <protocol>-<variant> (e.g. native28-peg)")
+    p.add_argument("--epochs", type=int, help="train this many epochs instead of the configs' 3 (a longer schedule)")
     p.add_argument("--quick", action="store_true", help="a few hundred images and 2 epochs per run (plumbing check)")
     p.add_argument("--no-figures", action="store_true", help="skip the attention-map panel")
     return p.parse_args(argv)
@@ -46,6 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     extra = QUICK_OPTIONS if args.quick else ()
+    if args.epochs is not None:
+        if args.epochs < 2:
+            raise SystemExit("--epochs: at least 2 (the learning curve needs two points)")
+        extra = (*extra, f"train_cfg.max_epochs={args.epochs}")
     return run_experiments(
         args.data_root, args.work_dir, args.seeds, args.jobs, args.variants, extra, figures=not args.no_figures
     )
