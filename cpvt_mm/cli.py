@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import os.path as osp
 
-__all__ = ["image_size"]
+__all__ = ["add_fashion_mnist_root", "image_size"]
 
 
 def image_size(text: str, minimum: int = 1) -> tuple[int, int]:
@@ -17,3 +19,12 @@ def image_size(text: str, minimum: int = 1) -> tuple[int, int]:
     if min(size) < minimum:
         raise argparse.ArgumentTypeError(f"sizes must be >= {minimum} px, got {text!r}")
     return size
+
+
+def add_fashion_mnist_root(parser: argparse.ArgumentParser, checkout: str) -> None:
+    """``--data-root`` of the Fashion-MNIST tools: env ``FASHION_MNIST_ROOT``, else ``data/fashion_mnist``."""
+    parser.add_argument(
+        "--data-root",
+        default=os.environ.get("FASHION_MNIST_ROOT", osp.join(checkout, "data", "fashion_mnist")),
+        help="folder with the four uncompressed IDX files (env FASHION_MNIST_ROOT)",
+    )

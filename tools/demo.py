@@ -12,7 +12,6 @@ why: :mod:`cpvt_mm.evaluation.demo`; this file only parses the command line.
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -20,6 +19,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run from a checkout without install
 
 import cpvt_mm  # noqa: F401, E402  (compat layer and registries before any toolkit import)
+from cpvt_mm.cli import add_fashion_mnist_root  # noqa: E402
 from cpvt_mm.evaluation.demo import DEFAULT_SIZES, run_demo  # noqa: E402
 
 
@@ -28,11 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Train PEG / learned-table / no-position transformers on Fashion-MNIST, test at unseen sizes",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument(
-        "--data-root",
-        default=os.environ.get("FASHION_MNIST_ROOT", osp.join(ROOT, "data", "fashion_mnist")),
-        help="folder with the four uncompressed IDX files (env FASHION_MNIST_ROOT)",
-    )
+    add_fashion_mnist_root(p, ROOT)
     p.add_argument("--work-dir", default="work_dirs/demo", help="checkpoints, logs and the merged report")
     p.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES), help="test sizes in pixels")
     return p.parse_args(argv)

@@ -344,7 +344,13 @@ def _savefig(fig: Any, path: str) -> str:
     return path
 
 
-def _plot_accuracy(groups: dict, labels: dict, work_dir: str) -> str:
+def _errorbar_panels(
+    groups: dict, labels: dict, path: str, series: Any, title: str, xlabel: str, ylabel: str, mark_train: bool
+) -> str:
+    """One panel per protocol, one line per variant: mean over seeds with the seeds' std as error bars.
+
+    ``series(protocol, runs)`` gives the x values and, per x, the list of the seeds' y values.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -353,47 +359,41 @@ def _plot_accuracy(groups: dict, labels: dict, work_dir: str) -> str:
     present = [k for k in PROTOCOLS if any(p == k for p, _ in groups)]
     fig, axes = plt.subplots(1, len(present), figsize=(6.2 * len(present), 4.2), squeeze=False)
     for ax, key in zip(axes[0], present):
-        proto = PROTOCOLS[key]
         for (p, v), rs in groups.items():
-            if p != key:
-                continue
-            ms = [[r["accuracy"][s] for r in rs] for s in proto.sizes]
-            err = [stdev(m) if len(m) > 1 else 0.0 for m in ms]
-            ax.errorbar(proto.sizes, [mean(m) for m in ms], yerr=err, marker="o", capsize=3, label=labels[(p, v)])
-        ax.axvline(proto.train_size, color="grey", linestyle=":", linewidth=1)
-        ax.set_xticks(proto.sizes)
-        ax.set_title(proto.title, fontsize=9)
-        ax.set_xlabel("test size (px); dotted: training size")
-        ax.set_ylabel("top-1 (%), mean ± std over seeds")
+            if p == key:
+                xs, ys = series(PROTOCOLS[key], rs)
+                err = [stdev(y) if len(y) > 1 else 0.0 for y in ys]
+                ax.errorbar(xs, [mean(y) for y in ys], yerr=err, marker="o", capsize=3, label=labels[(p, v)])
+        if mark_train:
+            ax.axvline(PROTOCOLS[key].train_size, color="grey", linestyle=":", linewidth=1)
+            ax.set_xticks(PROTOCOLS[key].sizes)
+        ax.set_title(f"{PROTOCOLS[key].title}{title}", fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return _savefig(fig, osp.join(work_dir, "accuracy_vs_size.png"))
+    return _savefig(fig, path)
+
+
+def _plot_accuracy(groups: dict, labels: dict, work_dir: str) -> str:
+    def by_size(proto: Protocol, rs: list[dict]) -> tuple[list, list]:
+        return list(proto.sizes), [[r["accuracy"][s] for r in rs] for s in proto.sizes]
+
+    path = osp.join(work_dir, "accuracy_vs_size.png")
+    xlabel, ylabel = "test size (px); dotted: training size", "top-1 (%), mean ± std over seeds"
+    return _errorbar_panels(groups, labels, path, by_size, "", xlabel, ylabel, mark_train=True)
 
 
 def _plot_curves(groups: dict, labels: dict, work_dir: str) -> str:
-    import matplotlib
+    def by_epoch(proto: Protocol, rs: list[dict]) -> tuple[list, list]:
+        n = min(len(r["curve"]) for r in rs)
+        return list(range(1, n + 1)), [[r["curve"][i] for r in rs] for i in range(n)]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    present = [k for k in PROTOCOLS if any(p == k for p, _ in groups)]
-    fig, axes = plt.subplots(1, len(present), figsize=(5.2 * len(present), 3.8), squeeze=False)
-    for ax, key in zip(axes[0], present):
-        for (p, v), rs in groups.items():
-            if p != key:
-                continue
-            n = min(len(r["curve"]) for r in rs)
-            ms = [[r["curve"][i] for r in rs] for i in range(n)]
-            err = [stdev(m) if len(m) > 1 else 0.0 for m in ms]
-            ax.errorbar(range(1, n + 1), [mean(m) for m in ms], yerr=err, marker="o", capsize=3, label=labels[(p, v)])
-        ax.set_title(f"{PROTOCOLS[key].title}: learning curves", fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("validation top-1 (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _savefig(fig, osp.join(work_dir, "curves.png"))
+    path = osp.join(work_dir, "curves.png")
+    return _errorbar_panels(
+        groups, labels, path, by_epoch, ": learning curves", "epoch", "validation top-1 (%)", mark_train=False
+    )
 
 
 def _attention_panel(groups: dict, work_dir: str, data_root: str) -> str | None:

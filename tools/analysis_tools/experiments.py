@@ -14,7 +14,6 @@ dir. What runs and why: :mod:`cpvt_mm.evaluation.experiments`; results: ``docs/e
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -22,6 +21,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)  # run from a checkout without install
 
 import cpvt_mm  # noqa: F401, E402  (compat layer and registries before any toolkit import)
+from cpvt_mm.cli import add_fashion_mnist_root  # noqa: E402
 from cpvt_mm.evaluation.experiments import QUICK_OPTIONS, run_experiments  # noqa: E402
 
 
@@ -30,11 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="PEG vs table vs none, placement and pooling ablations, with seeds, on Fashion-MNIST",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument(
-        "--data-root",
-        default=os.environ.get("FASHION_MNIST_ROOT", osp.join(ROOT, "data", "fashion_mnist")),
-        help="folder with the four uncompressed IDX files (env FASHION_MNIST_ROOT)",
-    )
+    add_fashion_mnist_root(p, ROOT)
     p.add_argument("--work-dir", default="work_dirs/experiments", help="runs, report and figures")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per variant and seed")
     p.add_argument("--jobs", type=int, default=2, help="runs side by side, one CPU thread each")
