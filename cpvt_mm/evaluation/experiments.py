@@ -244,8 +244,10 @@ def _ms(values: Sequence[float]) -> str:
 
 
 def _group(results: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
+    """Runs by (protocol, variant), in the order of :data:`VARIANTS`, each group by seed."""
+    order = {(p, v): i for i, (p, v, _) in enumerate(VARIANTS)}
     groups: dict[tuple[str, str], list[dict]] = {}
-    for r in results:
+    for r in sorted(results, key=lambda r: (order[(r["protocol"], r["variant"])], r["seed"])):
         groups.setdefault((r["protocol"], r["variant"]), []).append(r)
     return groups
 
