@@ -400,7 +400,7 @@ def _plot_curves(groups: dict, labels: dict, work_dir: str) -> str:
 
 
 def _attention_panel(groups: dict, work_dir: str, data_root: str) -> str | None:
-    """PEG / table / none (protocol (a), lowest seed) on the same three test images."""
+    """PEG / table / none (protocol (a), lowest seed) on the same three test images, blocks 1 and 3."""
     from ..analysis.attention_maps import attention_figure, load_model
     from ..datasets.fashion_mnist import read_idx_images
 
@@ -418,6 +418,6 @@ def _attention_panel(groups: dict, work_dir: str, data_root: str) -> str | None:
         images,
         osp.join(work_dir, "attention.png"),
         queries=((0.5, 0.5), (0.0, 0.0)),
-        layers=(0, -1),
-        title="Attention of a centre and a corner query token (mean over heads), first and last block",
+        layers=(1, -1),  # block 1: the first attention that sees the PEG's output (the PEG follows block 0)
+        title="Attention of a centre and a corner query token (mean over heads), blocks 1 and 3",
     )
