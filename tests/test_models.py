@@ -383,3 +383,20 @@ def test_onednn_linear_fast_path_matches_plain_linear_and_only_runs_without_grad
         assert taken and not any(taken)
     finally:
         fast.set_onednn_linear(previous)
+
+
+def test_onednn_linear_steps_aside_for_hooks_and_flop_counters():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cpvt_mm.models.linear import linear
+
+    layer, x = torch.nn.Linear(8, 16), torch.randn(4, 8)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        linear(x, layer, gelu=True)
+    assert counter.get_total_flops() == 2 * 4 * 8 * 16  # the GEMM is counted, not hidden in oneDNN's op
+    seen = []
+    layer.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    with torch.no_grad():
+        out = linear(x, layer, gelu=True)
+    assert seen == [torch.Size([4, 16])]  # a feature-extraction hook on fc1 still fires
+    torch.testing.assert_close(out, torch.nn.functional.gelu(layer(x)))

@@ -10,8 +10,9 @@ within 1e-5 of the eager ones. It is the kernel inductor itself picks for CPU in
 The fast path is taken only where it is a pure replacement: float32 tensors on the CPU, no gradient to
 record (``torch.no_grad`` / ``inference_mode``, or frozen weights and input), no autocast, and plain eager
 tensors (not while tracing, compiling or exporting: compilers fuse on their own, exporters need standard
-ops). Everywhere else, and with ``CPVT_ONEDNN_LINEAR=0`` or :func:`set_onednn_linear` ``(False)``, it is
-``F.linear`` (then ``F.gelu``), bit for bit what ``nn.Linear`` does.
+ops), and nobody watching the call (module or global hooks, FLOP counters and other dispatch modes). Everywhere
+else, and with ``CPVT_ONEDNN_LINEAR=0`` or :func:`set_onednn_linear` ``(False)``, the layer is called as the
+module it is (then ``F.gelu``): bit for bit what ``nn.Linear`` and ``nn.GELU`` do, hooks included.
 """
 
 from __future__ import annotations
@@ -51,6 +52,21 @@ def _exporting() -> bool:
     return compiler.is_compiling() or bool(getattr(compiler, "is_exporting", lambda: False)())
 
 
+def _observed(layer: nn.Module) -> bool:
+    """Whether something watches this call: module hooks, global hooks, or a Python dispatch / function mode
+    (FLOP counters, tracers) that would not recognise oneDNN's op; then the standard call runs."""
+    from torch.nn.modules import module as nn_module
+
+    return bool(
+        layer._forward_hooks
+        or layer._forward_pre_hooks
+        or nn_module._global_forward_hooks
+        or nn_module._global_forward_pre_hooks
+        or torch._C._len_torch_dispatch_stack()
+        or torch._C._len_torch_function_stack()
+    )
+
+
 def _fast(x: Tensor, weight: Tensor) -> bool:
     return (
         _enabled
@@ -69,10 +85,10 @@ def _fast(x: Tensor, weight: Tensor) -> bool:
 
 def linear(x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
     """``layer(x)``, followed by the exact GELU when ``gelu``; fused by oneDNN where that is safe."""
-    if _fast(x, layer.weight):
+    if _fast(x, layer.weight) and not _observed(layer):
         flat = x.reshape(-1, x.shape[-1])  # (..., in) -> (M, in): a view for contiguous inputs
         attr, algorithm = ("gelu", "none") if gelu else ("none", "")  # "none": erf GELU, as nn.GELU()
         out = torch.ops.mkldnn._linear_pointwise(flat, layer.weight, layer.bias, attr, [], algorithm)
         return out.reshape(*x.shape[:-1], out.shape[-1])
-    out = F.linear(x, layer.weight, layer.bias)
+    out = layer(x)  # through the module, so its hooks see the call as they would with nn.Linear
     return F.gelu(out) if gelu else out
