@@ -93,14 +93,17 @@ def test_infer_takes_cfg_options_like_train_and_test(tmp_path, monkeypatch):
     (tmp_path / "w.pth").write_bytes(b"x")
     seen = {}
 
-    def fake_draw(cfg, checkpoint, image, device, score_thr):
-        seen["cfg"] = cfg
+    def fake_draw(cfg, checkpoint, image, device, score_thr, compile=False):
+        seen["cfg"], seen["compile"] = cfg, compile
         return np.zeros((4, 4, 3), np.uint8)
 
     monkeypatch.setitem(visualize.RENDERERS, "mmdet", fake_draw)
     args = [str(RETINANET), str(tmp_path / "w.pth"), str(image), str(tmp_path / "o.png")]
     infer_and_draw(*args, cfg_options={"model.test_cfg.max_per_img": 500, "model.test_cfg.score_thr": 0.5})
     assert seen["cfg"].model.test_cfg.max_per_img == 500 and seen["cfg"].model.test_cfg.score_thr == 0.5
+    assert seen["compile"] is False  # infer.py --compile is passed through to the renderer
+    infer_and_draw(*args, compile=True)
+    assert seen["compile"] is True
     with pytest.raises(ConfigOptionError, match="did you mean 'model'"):
         infer_and_draw(*args, cfg_options={"modle.test_cfg.max_per_img": 500})
 

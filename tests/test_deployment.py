@@ -102,15 +102,18 @@ def test_compiled_training_step_matches_eager():
 
 
 def test_compile_backbone_keeps_keys_and_outputs():
+    from mmengine.registry import DefaultScope
     from mmpretrain.models import ImageClassifier
 
     from cpvt_mm.deployment import compile_backbone
 
     torch._dynamo.reset()
-    model = ImageClassifier(
-        backbone=dict(type="cpvt_mm.CPVT", arch=dict(embed_dims=32, depth=2, num_heads=2, mlp_ratio=2.0), patch_size=8),
-        head=dict(type="LinearClsHead", num_classes=3, in_channels=32),
-    ).eval()
+    with DefaultScope.overwrite_default_scope("mmpretrain"):  # its data preprocessor and head by plain names
+        model = ImageClassifier(
+            backbone=dict(type="cpvt_mm.CPVT", arch=dict(embed_dims=32, depth=2, num_heads=2, mlp_ratio=2.0),
+                          patch_size=8),
+            head=dict(type="LinearClsHead", num_classes=3, in_channels=32),
+        ).eval()  # fmt: skip
     keys = list(model.state_dict())
     x = torch.randn(2, 3, 64, 96)
     ref = model.extract_feat(x)
