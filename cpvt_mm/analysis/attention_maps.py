@@ -33,6 +33,7 @@ from ..models.attention import GlobalSubsampledAttention, LocallyGroupedAttentio
 __all__ = [
     "AttentionCall",
     "attention_figure",
+    "config_test_side",
     "draw_checkpoint_attention",
     "load_model",
     "query_grid_position",
@@ -138,11 +139,12 @@ def query_grid_position(frac: Sequence[float], hw: tuple[int, int]) -> tuple[int
     return min(int(fr * hw[0]), hw[0] - 1), min(int(fc * hw[1]), hw[1] - 1)
 
 
-def load_model(config: str, checkpoint: str, cfg_options: Mapping[str, Any] | None = None) -> nn.Module:
+def load_model(config: str | Any, checkpoint: str, cfg_options: Mapping[str, Any] | None = None) -> nn.Module:
     """The config's model (any of the three toolkits) with every parameter from ``checkpoint``, in eval mode.
 
-    The checkpoint goes through cpvt_mm's weights-only loader, and a checkpoint that leaves any parameter at
-    its random initial value is refused (:class:`~cpvt_mm.apis.inference.UninitializedWeightsError`).
+    ``config`` is a path (loaded with ``cfg_options``) or an already loaded ``Config``. The checkpoint goes
+    through cpvt_mm's weights-only loader, and a checkpoint that leaves any parameter at its random initial
+    value is refused (:class:`~cpvt_mm.apis.inference.UninitializedWeightsError`).
     """
     from mmengine.registry import DefaultScope
 
@@ -150,7 +152,7 @@ def load_model(config: str, checkpoint: str, cfg_options: Mapping[str, Any] | No
     from ..apis.inference import _state_dict_of, check_checkpoint_covers_model
     from ..checkpoint import load_checkpoint_file
 
-    cfg = load_config(config, cfg_options)
+    cfg = load_config(config, cfg_options) if isinstance(config, str) else config
     scope = cfg.get("default_scope", "mmpretrain")
     with DefaultScope.overwrite_default_scope(scope):
         model = _build(scope, cfg.model)
@@ -291,7 +293,10 @@ def draw_checkpoint_attention(
     for what, path in [("config", config), ("checkpoint", checkpoint)] + [("image", i) for i in images]:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{what} not found: {path}")
-    model = load_model(config, checkpoint, cfg_options)
+    from ..apis.config import load_config
+
+    cfg = load_config(config, cfg_options)
+    model = load_model(cfg, checkpoint)
     backbone = getattr(model, "backbone", model)
     gray = getattr(backbone, "in_channels", 3) == 1
     arrays = []
@@ -300,20 +305,17 @@ def draw_checkpoint_attention(
         if image is None:
             raise ValueError(f"cannot read {path} as an image")
         arrays.append(image)
-    if size is None:
-        size = _config_test_size(config, cfg_options)
+    if size is None and (side := config_test_side(cfg)) is not None:
+        size = (side, side)
     label = os.path.splitext(os.path.basename(config))[0]
     return attention_figure([(label, model)], arrays, out, queries, layers, head, size)
 
 
-def _config_test_size(config: str, cfg_options: Mapping[str, Any] | None) -> tuple[int, int] | None:
-    """The square size the config's test pipeline produces, or None (then each image keeps its size)."""
-    from ..apis.config import load_config
+def config_test_side(cfg: Any) -> int | None:
+    """Side of the square images a loaded config's test pipeline produces, or None when it does not say."""
     from ..evaluation.resolutions import native_size
 
-    cfg = load_config(config, cfg_options)
     try:
-        side = native_size(cfg.test_dataloader.dataset.pipeline)
+        return native_size([dict(s) if isinstance(s, Mapping) else s for s in cfg.test_dataloader.dataset.pipeline])
     except (AttributeError, KeyError, ValueError):
         return None
-    return side, side

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from ..apis.config import load_config
     from ..datasets.fashion_mnist import idx_image_count, read_idx_images
     from ..fileio import atomic_write_text
-    from .attention_maps import load_model
+    from .attention_maps import config_test_side, load_model
 
     p = argparse.ArgumentParser(description="Linear position probe of a Fashion-MNIST CPVT checkpoint")
     p.add_argument("config")
@@ -106,8 +105,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
-    model = load_model(args.config, args.checkpoint, args.cfg_options)
-    size = _test_size(cfg.test_dataloader.dataset.pipeline)
+    model = load_model(cfg, args.checkpoint)
+    size = config_test_side(cfg)
+    if size is None:
+        raise ValueError(f"{args.config}: the test pipeline has no Resize / CenterCrop step giving the test size")
     root = cfg.test_dataloader.dataset.data_root
     # as many images as asked for, or all there are (a small dataset, the suite's --quick runs)
     counts = {
@@ -118,12 +119,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {**probe_model(model, train, test), "images": counts}
     atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     return result
-
-
-def _test_size(pipeline: Any) -> int:
-    from ..evaluation.resolutions import native_size
-
-    return native_size([dict(s) if isinstance(s, Mapping) else s for s in pipeline])
 
 
 if __name__ == "__main__":

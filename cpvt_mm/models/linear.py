@@ -22,6 +22,7 @@ import os
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules import module as nn_module
 
 __all__ = ["linear", "onednn_linear_available", "set_onednn_linear"]
 
@@ -55,8 +56,6 @@ def _exporting() -> bool:
 def _observed(layer: nn.Module) -> bool:
     """Whether something watches this call: module hooks, global hooks, or a Python dispatch / function mode
     (FLOP counters, tracers) that would not recognise oneDNN's op; then the standard call runs."""
-    from torch.nn.modules import module as nn_module
-
     return bool(
         layer._forward_hooks
         or layer._forward_pre_hooks
