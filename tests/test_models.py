@@ -400,3 +400,56 @@ def test_onednn_linear_steps_aside_for_hooks_and_flop_counters():
         out = linear(x, layer, gelu=True)
     assert seen == [torch.Size([4, 16])]  # a feature-extraction hook on fc1 still fires
     torch.testing.assert_close(out, torch.nn.functional.gelu(layer(x)))
+
+
+@pytest.mark.parametrize("fast_linear", [True, False])
+def test_mlp_training_keeps_less_for_backward_with_the_same_gradients(fast_linear):
+    """The MLP's training path recomputes its GELU in the backward: the widest activation of a block is not
+    kept between forward and backward, and every gradient equals the standard modules' (no hooks in play)."""
+    import cpvt_mm.models.linear as fast
+    from cpvt_mm.models.layers import Mlp
+
+    torch.manual_seed(0)
+    mlp = Mlp(16, 128)
+    x = torch.randn(2, 50, 16, requires_grad=True)
+    grad = torch.randn(2, 50, 16)
+
+    def run(fused: bool) -> tuple[list[torch.Tensor], int]:
+        saved = []
+        mlp.zero_grad()
+        x.grad = None
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+            out = mlp(x) if fused else mlp.fc2(mlp.act(mlp.fc1(x)))
+        out.backward(grad)
+        activations = {t.data_ptr(): t.numel() for t in saved if t.shape[0] in (2, 100)}  # not the weights
+        return [out.detach(), x.grad, *(p.grad for p in mlp.parameters())], sum(activations.values())
+
+    previous = fast.set_onednn_linear(fast_linear)
+    try:
+        fused, kept = run(True)
+        if fast_linear:
+            assert kept == 100 * (16 + 128)  # the input and the pre-activation; not the GELU output
+        plain, kept_plain = run(False)
+        assert kept_plain == 100 * (16 + 128 + 128)
+    finally:
+        fast.set_onednn_linear(previous)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_mlp_training_path_steps_aside_for_hooks_and_dropout_and_supports_double_backward():
+    from cpvt_mm.models.layers import Mlp
+
+    mlp, x = Mlp(8, 32), torch.randn(3, 8, requires_grad=True)
+    seen = []
+    handle = mlp.fc2.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    mlp(x).sum().backward()
+    assert seen == [torch.Size([3, 32])]  # a hook on fc2 sees the GELU output it would see without the fusion
+    handle.remove()
+    assert type(mlp(x).grad_fn).__name__ == "_GeluMlpBackward"
+    assert type(Mlp(8, 32, drop=0.1).train()(x).grad_fn).__name__ != "_GeluMlpBackward"
+    second = []  # a gradient penalty: the backward itself is differentiated
+    for out in (mlp(x), mlp.fc2(mlp.act(mlp.fc1(x)))):
+        (g,) = torch.autograd.grad(out.pow(2).sum(), x, create_graph=True)
+        second.append(torch.autograd.grad(g.pow(2).sum(), mlp.fc1.weight)[0])
+    torch.testing.assert_close(second[0], second[1], atol=1e-5, rtol=1e-4)

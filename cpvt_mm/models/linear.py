@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as nn_module
 
-__all__ = ["linear", "onednn_linear_available", "set_onednn_linear"]
+__all__ = ["gelu_mlp", "linear", "onednn_linear_available", "set_onednn_linear"]
 
 
 def onednn_linear_available() -> bool:
@@ -82,6 +82,17 @@ def _fast(x: Tensor, weight: Tensor) -> bool:
     )
 
 
+def _plain(x: Tensor) -> bool:
+    """An eager tensor outside tracers, compilers, exporters and autocast: custom kernels may replace ops."""
+    return (
+        type(x) in (Tensor, nn.Parameter)
+        and x.device.type in ("cpu", "cuda")  # not meta (shape checks), not devices this was not tried on
+        and not torch.jit.is_tracing()
+        and not _exporting()
+        and not torch.is_autocast_enabled(x.device.type)
+    )
+
+
 def linear(x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
     """``layer(x)``, followed by the exact GELU when ``gelu``; fused by oneDNN where that is safe."""
     if _fast(x, layer.weight) and not _observed(layer):
@@ -91,3 +102,65 @@ def linear(x: Tensor, layer: nn.Linear, gelu: bool = False) -> Tensor:
         return out.reshape(*x.shape[:-1], out.shape[-1])
     out = layer(x)  # through the module, so its hooks see the call as they would with nn.Linear
     return F.gelu(out) if gelu else out
+
+
+def _affine(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``x @ weight.T + bias`` for 2-D ``x``: oneDNN's kernel on CPU (no broadcast copy of the bias)."""
+    if _enabled and x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() > 0:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+class _GeluMlp(torch.autograd.Function):
+    """``fc2(gelu(fc1(x)))`` whose backward recomputes the GELU instead of keeping its output.
+
+    Autograd through ``nn.Linear -> nn.GELU -> nn.Linear`` keeps three tensors per MLP for the backward
+    pass: fc1's input, GELU's input and fc2's input (the GELU output). The last two are the widest
+    activations of a block (``mlp_ratio`` x the width: 8x in the first two stages of PCPVT and SVT). This
+    function keeps fc1's input and the pre-activation only and recomputes the GELU (one elementwise pass)
+    in the backward: the largest saved activation of every block is gone, and the gradients are the same
+    products in the same order. The backward is built from differentiable ops, so double backward works.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w1: Tensor, b1: Tensor | None, w2: Tensor, b2: Tensor | None) -> Tensor:
+        flat = x.reshape(-1, x.shape[-1])  # (..., in) -> (M, in)
+        pre = _affine(flat, w1, b1)  # (M, hidden)
+        out = _affine(F.gelu(pre), w2, b2)  # (M, out)
+        ctx.save_for_backward(x, pre, w1, b1, w2)
+        ctx.has_bias = b2 is not None
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, pre, w1, b1, w2 = ctx.saved_tensors
+        flat = x.reshape(-1, x.shape[-1])  # (..., in) -> (M, in)
+        if torch.is_grad_enabled():  # create_graph (double backward): the pre-activation must be a function of
+            pre = F.linear(flat, w1, b1)  # the inputs, not the constant the forward computed without autograd
+        grad_out = grad_out.reshape(-1, grad_out.shape[-1])  # (..., out) -> (M, out)
+        grad_w2 = grad_out.t().mm(F.gelu(pre))  # the recomputed GELU lives only for this product
+        grad_b2 = grad_out.sum(0) if ctx.has_bias else None
+        grad_pre = torch.ops.aten.gelu_backward(grad_out.mm(w2), pre)  # (M, hidden)
+        grad_w1 = grad_pre.t().mm(flat)
+        grad_b1 = grad_pre.sum(0) if b1 is not None else None
+        grad_x = grad_pre.mm(w1).reshape(x.shape) if ctx.needs_input_grad[0] else None
+        return grad_x, grad_w1, grad_b1, grad_w2, grad_b2
+
+
+def gelu_mlp(x: Tensor, fc1: nn.Linear, fc2: nn.Linear) -> Tensor:
+    """``fc2(gelu(fc1(x)))`` (exact GELU): the oneDNN fast path in inference, and in training a backward
+    that recomputes the GELU (:class:`_GeluMlp`: less activation memory, same gradients).
+
+    The training path is taken for eager tensors under autograd on any device, unless something watches
+    the layers (hooks, dispatch modes), autocast is on (its casts belong to the modules' own ops) or the
+    call is traced, compiled or exported (the compilers see the standard ops and plan memory themselves).
+    """
+    if (
+        _enabled
+        and torch.is_grad_enabled()
+        and (x.requires_grad or fc1.weight.requires_grad or fc2.weight.requires_grad)
+        and _plain(x)
+        and not (_observed(fc1) or _observed(fc2))
+    ):
+        return _GeluMlp.apply(x, fc1.weight, fc1.bias, fc2.weight, fc2.bias)
+    return linear(linear(x, fc1, gelu=True), fc2)
