@@ -6,7 +6,7 @@ _base_ = ["./fmnist-native28.py"]
 
 model = dict(backbone=dict(patch_size=2))
 train_pipeline = [
-    dict(type="RandomResizedCrop", scale=16, crop_ratio_range=(0.25, 1.0)),
+    dict(type="RandomResizedCrop", scale=16, crop_ratio_range=(0.5, 1.0)),
     dict(type="RandomFlip", prob=0.5, direction="horizontal"),
     dict(type="PackInputs"),
 ]
