@@ -23,8 +23,8 @@ all of them alike; the reported figure is the median round. Ratios are cpvt_mm /
 faster, or for memory, < 1 means cpvt_mm uses less).
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` per step; on CPU, the peak of torch's CPU
-allocator during one step as seen by the profiler's memory tracking (activations + workspace, weights
-excluded).
+allocator during one step, replayed from the profiler's allocation and free records (activations, gradients
+and workspace; what existed before the step is excluded).
 """
 
 from __future__ import annotations
@@ -219,11 +219,17 @@ def peak_memory(step: Callable[[], None], device: torch.device) -> float:
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
-    # Replay the allocation events in time order to find the high-water mark.
-    events = sorted((e for e in prof.events() if e.cpu_memory_usage != 0), key=lambda e: e.time_range.start)
+    # Replay the allocator's own records (one per allocation and one per free, frees negative) in time order
+    # to find the high-water mark. The per-op events (``prof.events()``) carry an allocation but miss most
+    # frees (those outside an op, e.g. autograd releasing saved tensors), so summing them gives the total
+    # bytes allocated in the step, not its peak: in a training step that overstates the peak several-fold.
+    records = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type().name == "CPU"),
+        key=lambda e: e.start_ns(),
+    )
     cur = peak = 0
-    for e in events:
-        cur += e.cpu_memory_usage
+    for e in records:
+        cur += e.nbytes()
         peak = max(peak, cur)
     return peak / 2**20
 
