@@ -1,4 +1,4 @@
-"""The paper's claims on Fashion-MNIST, with seeds (``make experiments``; about an hour on 2 CPU cores).
+"""The paper's claims on Fashion-MNIST, with seeds (``make experiments``; about 75 minutes on 2 CPU cores).
 
     bash scripts/get_fashion_mnist.sh && python tools/analysis_tools/experiments.py
     python tools/analysis_tools/experiments.py --seeds 0 1 2 3 4 --jobs 2       # more seeds; reruns skip done runs

@@ -4,7 +4,7 @@
 # backbone's position encoding or its class token; docs/experiments.md explains the design and the results.
 #
 # Compared with the demo (configs/classification/demo): a narrower model (48 channels; the suite trains
-# 27 models in about 70 minutes on 2 CPU cores), all 60k training images, 4 epochs, and a validation pass
+# 27 models in about 75 minutes on 2 CPU cores), all 60k training images, 4 epochs, and a validation pass
 # after every epoch on the first 5000 test images at the training size: the learning curve that shows whether
 # a run has stopped improving. The curve is never used to pick a checkpoint; every report uses the last one.
 #
