@@ -448,6 +448,11 @@ def test_mlp_training_path_steps_aside_for_hooks_and_dropout_and_supports_double
     handle.remove()
     assert type(mlp(x).grad_fn).__name__ == "_GeluMlpBackward"
     assert type(Mlp(8, 32, drop=0.1).train()(x).grad_fn).__name__ != "_GeluMlpBackward"
+    frozen = Mlp(8, 32).requires_grad_(False)  # a frozen stage: only the input's gradient is computed
+    (g_fused,) = torch.autograd.grad(frozen(x).sum(), x)
+    (g_plain,) = torch.autograd.grad(frozen.fc2(frozen.act(frozen.fc1(x))).sum(), x)
+    torch.testing.assert_close(g_fused, g_plain)
+    assert all(p.grad is None for p in frozen.parameters())
     second = []  # a gradient penalty: the backward itself is differentiated
     for out in (mlp(x), mlp.fc2(mlp.act(mlp.fc1(x)))):
         (g,) = torch.autograd.grad(out.pow(2).sum(), x, create_graph=True)

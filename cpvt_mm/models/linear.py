@@ -66,30 +66,27 @@ def _observed(layer: nn.Module) -> bool:
     )
 
 
+def _plain(x: Tensor) -> bool:
+    """An eager tensor outside tracers, compilers, exporters and autocast: custom kernels may replace ops."""
+    return (
+        type(x) in (Tensor, nn.Parameter)  # not a FakeTensor / FunctionalTensor of a tracer
+        and x.device.type in ("cpu", "cuda")  # not meta (shape checks), not devices this was not tried on
+        and not torch.jit.is_tracing()
+        and not _exporting()
+        and not torch.is_autocast_enabled(x.device.type)
+    )
+
+
 def _fast(x: Tensor, weight: Tensor) -> bool:
     return (
         _enabled
-        and type(x) is Tensor  # not a FakeTensor / FunctionalTensor of a tracer
+        and _plain(x)
         and type(weight) in (Tensor, nn.Parameter)
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and x.numel() > 0
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-        and not torch.is_autocast_enabled("cpu")
-        and not torch.jit.is_tracing()
-        and not _exporting()
-    )
-
-
-def _plain(x: Tensor) -> bool:
-    """An eager tensor outside tracers, compilers, exporters and autocast: custom kernels may replace ops."""
-    return (
-        type(x) in (Tensor, nn.Parameter)
-        and x.device.type in ("cpu", "cuda")  # not meta (shape checks), not devices this was not tried on
-        and not torch.jit.is_tracing()
-        and not _exporting()
-        and not torch.is_autocast_enabled(x.device.type)
     )
 
 
@@ -138,12 +135,13 @@ class _GeluMlp(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph (double backward): the pre-activation must be a function of
             pre = F.linear(flat, w1, b1)  # the inputs, not the constant the forward computed without autograd
         grad_out = grad_out.reshape(-1, grad_out.shape[-1])  # (..., out) -> (M, out)
-        grad_w2 = grad_out.t().mm(F.gelu(pre))  # the recomputed GELU lives only for this product
-        grad_b2 = grad_out.sum(0) if ctx.has_bias else None
+        need_x, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad  # frozen weights: no product
+        grad_w2 = grad_out.t().mm(F.gelu(pre)) if need_w2 else None  # the recomputed GELU lives only here
+        grad_b2 = grad_out.sum(0) if need_b2 and ctx.has_bias else None
         grad_pre = torch.ops.aten.gelu_backward(grad_out.mm(w2), pre)  # (M, hidden)
-        grad_w1 = grad_pre.t().mm(flat)
-        grad_b1 = grad_pre.sum(0) if b1 is not None else None
-        grad_x = grad_pre.mm(w1).reshape(x.shape) if ctx.needs_input_grad[0] else None
+        grad_w1 = grad_pre.t().mm(flat) if need_w1 else None
+        grad_b1 = grad_pre.sum(0) if need_b1 and b1 is not None else None
+        grad_x = grad_pre.mm(w1).reshape(x.shape) if need_x else None
         return grad_x, grad_w1, grad_b1, grad_w2, grad_b2
 
 
