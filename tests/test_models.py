@@ -1,5 +1,6 @@
 """Behaviour of the PEG, the attentions and the three backbones (tiny widths, CPU)."""
 
+import functools
 import math
 
 import pytest
@@ -400,6 +401,72 @@ def test_onednn_linear_steps_aside_for_hooks_and_flop_counters():
         out = linear(x, layer, gelu=True)
     assert seen == [torch.Size([4, 16])]  # a feature-extraction hook on fc1 still fires
     torch.testing.assert_close(out, torch.nn.functional.gelu(layer(x)))
+
+
+@pytest.mark.parametrize("cls", ["cpvt", "pcpvt", "svt"])
+def test_training_through_onednn_products_gives_the_standard_gradients(cls):
+    """In CPU float32 training every linear layer's forward and backward products run on oneDNN (faster than
+    ``mm`` here); the loss and every parameter's gradient must equal those of the standard modules."""
+    import cpvt_mm.models.linear as fast
+
+    if not fast.onednn_linear_available():
+        pytest.skip("this torch build has no oneDNN linear kernel")
+    build = {"cpvt": lambda: CPVT(arch=TINY_CPVT, patch_size=4), "pcpvt": lambda: PCPVT(TINY_PCPVT),
+             "svt": lambda: SVT(TINY_SVT)}[cls]  # fmt: skip
+    torch.manual_seed(0)
+    model = build().train()
+    x = torch.randn(2, 3, 64, 96)
+    results = []
+    for enabled in (False, True):
+        previous = fast.set_onednn_linear(enabled)
+        try:
+            model.zero_grad()
+            outs = model(x)
+            kinds = {type(o.grad_fn).__name__ for o in outs}
+            loss = sum((o.float() ** 2).mean() for o in outs)
+            loss.backward()
+        finally:
+            fast.set_onednn_linear(previous)
+        results.append([loss.detach(), *(p.grad.clone() for p in model.parameters() if p.grad is not None)])
+        if enabled:  # the qkv / kv / proj layers of the last block recorded the oneDNN function
+            names, seen = set(), set()
+            stack = [o.grad_fn for o in outs]
+            while stack:
+                node = stack.pop()
+                if node is not None and node not in seen:
+                    seen.add(node)
+                    names.add(type(node).__name__)
+                    stack.extend(n for n, _ in node.next_functions)
+            assert {"_LinearBackward", "_GeluMlpBackward"} <= names, kinds
+    plain, onednn = results
+    assert len(plain) == len(onednn) > 10
+    for a, b in zip(plain, onednn):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
+def test_onednn_training_linear_handles_frozen_weights_no_bias_and_double_backward():
+    from cpvt_mm.models.linear import linear
+
+    torch.manual_seed(0)
+    for layer in (torch.nn.Linear(24, 40, bias=False), torch.nn.Linear(40, 24)):  # both product orientations
+        x = torch.randn(3, 5, layer.in_features, requires_grad=True)
+        out = linear(x, layer)
+        assert type(out.grad_fn).__name__ == "_LinearBackward"
+        params = [x, *layer.parameters()]
+        got = torch.autograd.grad(out.pow(2).sum(), params)
+        want = torch.autograd.grad(layer(x).pow(2).sum(), params)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+            assert a.is_contiguous()  # the weight's gradient is laid out like the weight (DDP's buckets)
+        layer.requires_grad_(False)  # frozen: only the input's gradient, no weight product
+        (g,) = torch.autograd.grad(linear(x, layer).sum(), x)
+        torch.testing.assert_close(g, torch.autograd.grad(layer(x).sum(), x)[0])
+        layer.requires_grad_(True)
+        second = []  # a gradient penalty differentiates the backward itself
+        for fn in (functools.partial(linear, layer=layer), layer):
+            (g,) = torch.autograd.grad(fn(x).pow(2).sum(), x, create_graph=True)
+            second.append(torch.autograd.grad(g.pow(2).sum(), layer.weight)[0])
+        torch.testing.assert_close(second[0], second[1], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("fast_linear", [True, False])
