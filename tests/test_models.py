@@ -525,3 +525,27 @@ def test_mlp_training_path_steps_aside_for_hooks_and_dropout_and_supports_double
         (g,) = torch.autograd.grad(out.pow(2).sum(), x, create_graph=True)
         second.append(torch.autograd.grad(g.pow(2).sum(), mlp.fc1.weight)[0])
     torch.testing.assert_close(second[0], second[1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cls", ["cpvt", "pcpvt", "svt"])
+def test_a_batch_of_one_keeps_its_tokens_contiguous_through_the_convs(cls):
+    """The token -> map view must carry channels-last strides oneDNN recognises even for a batch of one (an
+    elementwise op may give the size-1 batch dim any stride); otherwise the PEG and patch-embedding convs
+    return NCHW maps and every later LayerNorm and linear layer of the stage copies its input."""
+    build = {"cpvt": lambda: CPVT(arch=TINY_CPVT, patch_size=4), "pcpvt": lambda: PCPVT(TINY_PCPVT),
+             "svt": lambda: SVT(TINY_SVT)}[cls]  # fmt: skip
+    model = build().train()
+    layouts = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            module.register_forward_pre_hook(lambda m, args: layouts.append(args[0].is_contiguous()))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 3]
+    assert convs
+    outputs = []
+    for conv in convs:
+        conv.register_forward_hook(
+            lambda m, args, out: outputs.append(out.is_contiguous(memory_format=torch.channels_last))
+        )
+    model(torch.randn(1, 3, 64, 96))
+    assert layouts and all(layouts), layouts
+    assert outputs and all(outputs), outputs

@@ -84,7 +84,14 @@ class PatchEmbed(nn.Module):
             x = padding.zero_map(x)
         p = self.patch_size
         pad_h, pad_w = -x.shape[-2] % p, -x.shape[-1] % p
-        if is_symbolic(pad_h, pad_w) or pad_h or pad_w:  # symbolic (export, dynamic compile): always pad
+        symbolic = is_symbolic(pad_h, pad_w)
+        if x.device.type == "cpu" and not symbolic:
+            # oneDNN's conv returns the layout it is given. A channels-last input (a copy of a 3-channel image;
+            # free for the token maps of later stages, which are channels-last views) gives a channels-last
+            # output, whose tokens below are contiguous; from an NCHW image they would not be, and the
+            # LayerNorm would copy them forward and backward (3.5x the time of conv + norm at 512x512).
+            x = x.contiguous(memory_format=torch.channels_last)  # F.pad keeps the layout
+        if symbolic or pad_h or pad_w:  # symbolic (export, dynamic compile): always pad
             x = F.pad(x, (0, pad_w, 0, pad_h))
         x = self.proj(x)
         hw = (x.shape[-2], x.shape[-1])

@@ -144,7 +144,7 @@ def _affine(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 def _grad_input(grad: Tensor, weight: Tensor) -> Tensor:
     """``grad @ weight``: (M, out) x (out, in) -> (M, in)."""
     if _onednn_ok(grad) and not torch.is_grad_enabled():
-        return torch.ops.mkldnn._linear_pointwise(grad, weight.t().contiguous(), None, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(grad, weight.t(), None, "none", [], "")
     return grad.mm(weight)
 
 

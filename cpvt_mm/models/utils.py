@@ -123,10 +123,16 @@ def tokens_to_map(x: Tensor, hw: tuple[int, int]) -> Tensor:
     bakes the example's size into the graph. A compiler plans the layout of a traced graph anyway.
     """
     B, _, C = x.shape  # explicit B and C: with B == 0 a -1 would be ambiguous
-    x = x.transpose(1, 2)  # (B, N, C) -> (B, C, N)
     if is_symbolic(*hw):
-        x = x.contiguous()
-    return x.reshape(B, C, hw[0], hw[1])  # (B, C, N) -> (B, C, H, W)
+        return x.transpose(1, 2).contiguous().reshape(B, C, hw[0], hw[1])  # (B, N, C) -> (B, C, H, W)
+    if x.is_contiguous():
+        # Through (B, H, W, C) so that the view gets the canonical channels-last strides. The transpose route
+        # keeps whatever stride an elementwise op gave the size-1 batch dim of a batch of one (e.g. C instead
+        # of H*W*C); oneDNN's convs then do not recognise the layout and return an NCHW map, whose tokens
+        # are no longer contiguous: every later LayerNorm and linear of the stage copied them (batch 1,
+        # 512x512, PCPVT-S training: 11% of the step was such copies).
+        return x.view(B, hw[0], hw[1], C).permute(0, 3, 1, 2)  # (B, N, C) -> (B, H, W, C) -> (B, C, H, W)
+    return x.transpose(1, 2).reshape(B, C, hw[0], hw[1])  # (B, N, C) -> (B, C, N) -> (B, C, H, W)
 
 
 def output_map(x: Tensor) -> Tensor:
