@@ -354,16 +354,26 @@ def test_svt_layout_is_chosen_by_the_class_not_by_arch_keys():
     assert "LocallyGroupedAttention" not in {type(m).__name__ for m in PCPVT(arch=TINY_PCPVT).modules()}
 
 
-@pytest.mark.parametrize("cls", ["cpvt", "pcpvt", "svt"])
-def test_onednn_linear_fast_path_matches_plain_linear_and_only_runs_without_grad(cls, monkeypatch):
+def tiny_model(kind: str) -> torch.nn.Module:
+    """A tiny backbone of each family: plain CPVT (patch 4), PCPVT or SVT."""
+    return {"cpvt": lambda: CPVT(arch=TINY_CPVT, patch_size=4), "pcpvt": lambda: PCPVT(TINY_PCPVT),
+            "svt": lambda: SVT(TINY_SVT)}[kind]()  # fmt: skip
+
+
+def onednn_linear_module():
+    """``cpvt_mm.models.linear``, or a skip where this torch build lacks oneDNN's linear kernel."""
     import cpvt_mm.models.linear as fast
 
     if not fast.onednn_linear_available():
         pytest.skip("this torch build has no oneDNN linear kernel")
-    build = {"cpvt": lambda: CPVT(arch=TINY_CPVT, patch_size=4), "pcpvt": lambda: PCPVT(TINY_PCPVT),
-             "svt": lambda: SVT(TINY_SVT)}[cls]  # fmt: skip
+    return fast
+
+
+@pytest.mark.parametrize("cls", ["cpvt", "pcpvt", "svt"])
+def test_onednn_linear_fast_path_matches_plain_linear_and_only_runs_without_grad(cls, monkeypatch):
+    fast = onednn_linear_module()
     torch.manual_seed(0)
-    model = build().eval()
+    model = tiny_model(cls).eval()
     x = torch.randn(2, 3, 64, 96)
     taken = []
     spy = fast._fast
@@ -407,14 +417,9 @@ def test_onednn_linear_steps_aside_for_hooks_and_flop_counters():
 def test_training_through_onednn_products_gives_the_standard_gradients(cls):
     """In CPU float32 training every linear layer's forward and backward products run on oneDNN (faster than
     ``mm`` here); the loss and every parameter's gradient must equal those of the standard modules."""
-    import cpvt_mm.models.linear as fast
-
-    if not fast.onednn_linear_available():
-        pytest.skip("this torch build has no oneDNN linear kernel")
-    build = {"cpvt": lambda: CPVT(arch=TINY_CPVT, patch_size=4), "pcpvt": lambda: PCPVT(TINY_PCPVT),
-             "svt": lambda: SVT(TINY_SVT)}[cls]  # fmt: skip
+    fast = onednn_linear_module()
     torch.manual_seed(0)
-    model = build().train()
+    model = tiny_model(cls).train()
     x = torch.randn(2, 3, 64, 96)
     results = []
     for enabled in (False, True):
@@ -532,9 +537,7 @@ def test_a_batch_of_one_keeps_its_tokens_contiguous_through_the_convs(cls):
     """The token -> map view must carry channels-last strides oneDNN recognises even for a batch of one (an
     elementwise op may give the size-1 batch dim any stride); otherwise the PEG and patch-embedding convs
     return NCHW maps and every later LayerNorm and linear layer of the stage copies its input."""
-    build = {"cpvt": lambda: CPVT(arch=TINY_CPVT, patch_size=4), "pcpvt": lambda: PCPVT(TINY_PCPVT),
-             "svt": lambda: SVT(TINY_SVT)}[cls]  # fmt: skip
-    model = build().train()
+    model = tiny_model(cls).train()
     layouts = []
     for module in model.modules():
         if isinstance(module, torch.nn.LayerNorm):
