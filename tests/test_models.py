@@ -552,3 +552,33 @@ def test_a_batch_of_one_keeps_its_tokens_contiguous_through_the_convs(cls):
     model(torch.randn(1, 3, 64, 96))
     assert layouts and all(layouts), layouts
     assert outputs and all(outputs), outputs
+
+
+def test_small_attention_maps_on_cpu_use_matmuls_except_in_float32_training(monkeypatch):
+    """Window-sized attention (49 x 49) is faster as two matmuls than through SDPA's CPU kernel; the switch must
+    give SDPA's result (masked keys included) and must keep SDPA where its memory saving matters: training
+    in float32, where the matmul path would save the probabilities for the backward."""
+    import cpvt_mm.models.attention as att
+
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(att.F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(6, 2, 49, 16, requires_grad=True) for _ in range(3))
+    mask = torch.rand(6, 1, 1, 49) > 0.3
+    mask[:, ..., 0] = True  # every window keeps a real key, as cpvt_mm's masks guarantee
+    want = sdpa(q, k, v, attn_mask=mask)
+    with torch.no_grad():
+        got = att._attention(q, k, v, mask, 0.0, fused=True)
+    assert not calls
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = att._attention(q, k, v, mask, 0.0, fused=True)
+    assert not calls and got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, atol=3e-2, rtol=3e-2)
+    att._attention(q, k, v, mask, 0.0, fused=True).sum().backward()  # float32 training: SDPA
+    assert len(calls) == 1
+    big = torch.randn(1, 1, 3136, 16)
+    with torch.no_grad():
+        att._attention(big, big[:, :, :49], big[:, :, :49], None, 0.0, fused=True)
+    assert len(calls) == 2  # a large map (PCPVT's first stage) stays on SDPA
