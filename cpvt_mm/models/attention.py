@@ -52,18 +52,20 @@ def _attention_probs(q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
 
 
 def _small_on_cpu(q: Tensor, k: Tensor) -> bool:
-    """Whether two plain matmuls beat SDPA's CPU kernel here: small attention maps (windows of 7x7, the last
-    stage's 7x7 grid at 224) on the CPU, where the fused kernel's per-call overhead dominates, and only when
-    the probabilities need not be kept for a backward (inference) or are half-size (CPU autocast). Measured on
-    2 cores: 1.5-3x faster for inference at 49 x 49 in float32, and bf16 training of SVT-S went from 0.85x timm
-    (which uses plain matmuls for its windows) to parity. Float32 training keeps SDPA: the probabilities it
-    would save would cost SVT-S about 7% more training memory."""
+    """Whether two plain matmuls beat SDPA's CPU kernel here: training under CPU autocast with small attention
+    maps (SVT's 7x7 windows, the last stage's 7x7 grid at 224), where the fused kernel's backward is slow.
+    Measured on 2 cores, bf16: SVT-S training went from 0.82-0.89x timm (which uses plain matmuls for its
+    windows) to 1.07-1.20x, for 1% more peak memory. Not taken elsewhere: for inference SDPA was as fast or
+    faster (bf16) and its peak memory lower (no probabilities; SVT-S float32 0.65x timm's instead of 0.91x),
+    and float32 training keeps SDPA, whose backward does not need the probabilities kept."""
     return (  # compilers and tracers first: a size test on their symbolic shapes would become a guard
         not torch.compiler.is_compiling()
         and not torch.jit.is_tracing()
         and not is_symbolic(q.shape[-2], k.shape[-2])
         and q.device.type == "cpu"
-        and (not torch.is_grad_enabled() or torch.is_autocast_enabled("cpu"))
+        and torch.is_grad_enabled()
+        and q.requires_grad
+        and torch.is_autocast_enabled("cpu")
         and q.shape[-2] * k.shape[-2] <= 4096
     )
 
