@@ -98,6 +98,17 @@ class _AttentionBase(nn.Module):
         # probabilities are appended (the fused kernels never materialise them, so recording computes them).
         self.attn_record: list[Tensor] | None = None
 
+    def _split_heads(self, t: Tensor, rows: int, length: int, parts: int) -> tuple[Tensor, ...]:
+        """A q / kv / qkv linear's output as ``parts`` tensors of (rows, heads, length, head_dim), views of it.
+
+        ``unbind`` on the linear's own layout, not ``qkv[i]`` of a (parts, rows, heads, length, head_dim)
+        permutation: in backward it stacks the gradients straight into that layout, where indexing zero-fills
+        a full-size gradient per index, sums them and copies the sum back (18% of a small model's step).
+        """
+        # (rows, length, parts*C) -> parts x (rows, length, heads, hd) -> parts x (rows, heads, length, hd)
+        t = t.reshape(rows, length, parts, self.num_heads, self.head_dim)
+        return tuple(part.transpose(1, 2) for part in t.unbind(2))
+
     def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
         dropout = self.attn_drop if self.training else 0.0
         if self.attn_record is not None:
@@ -121,11 +132,7 @@ class Attention(_AttentionBase):
 
     def forward(self, x: Tensor, hw: Size2D | None = None, padding: Padding | None = None) -> Tensor:
         B, N, C = x.shape
-        # (B, N, 3C) -> 3 x (B, N, heads, head_dim) -> 3 x (B, heads, N, head_dim): views of the linear's output.
-        # unbind, not qkv[i]: its backward stacks the three gradients straight into the (B, N, 3C) layout,
-        # where indexing zero-fills a full-size gradient per index and adds them up (18% of a small model's step).
-        qkv = linear(x, self.qkv).reshape(B, N, 3, self.num_heads, self.head_dim)
-        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
+        q, k, v = self._split_heads(linear(x, self.qkv), B, N, 3)  # 3 x (B, heads, N, head_dim)
         x = self._sdpa(q, k, v, None if padding is None else padding.key_mask())
         x = x.transpose(1, 2).reshape(B, N, C)  # (B, heads, N, head_dim) -> (B, N, C)
         return self.proj_drop(linear(x, self.proj))
@@ -180,8 +187,7 @@ class GlobalSubsampledAttention(_AttentionBase):
         elif padding is not None:
             mask = padding.key_mask()
         M = x.shape[1]
-        # (B, M, 2C) -> 2 x (B, M, heads, head_dim) -> 2 x (B, heads, M, head_dim)
-        k, v = (t.transpose(1, 2) for t in linear(x, self.kv).reshape(B, M, 2, self.num_heads, self.head_dim).unbind(2))
+        k, v = self._split_heads(linear(x, self.kv), B, M, 2)  # 2 x (B, heads, M, head_dim)
         x = self._sdpa(q, k, v, mask)
         x = x.transpose(1, 2).reshape(B, N, C)  # (B, heads, N, hd) -> (B, N, C)
         return self.proj_drop(linear(x, self.proj))
@@ -246,9 +252,8 @@ class LocallyGroupedAttention(_AttentionBase):
             x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
         # (B, Hp, Wp, C) -> (B, nh, ws, nw, ws, C) -> (B, nh*nw, ws*ws, C)
         x = _dense(x.reshape(B, nh, ws, nw, ws, C).transpose(2, 3), sym).reshape(B, nh * nw, ws * ws, C)
-        # (B, nW, ws*ws, 3C) -> 3 x (B*nW, ws*ws, heads, head_dim) -> 3 x (B*nW, heads, ws*ws, head_dim)
-        qkv = linear(x, self.qkv).reshape(B * nh * nw, ws * ws, 3, self.num_heads, self.head_dim)
-        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
+        # (B, nW, ws*ws, 3C) -> 3 x (B*nW, heads, ws*ws, head_dim)
+        q, k, v = self._split_heads(linear(x, self.qkv), B * nh * nw, ws * ws, 3)
         if padding is not None:
             mask = padding.window_key_mask(ws)  # covers the ceil padding above as well
         elif (mask := self.key_padding_mask(hw, ws, x.device)) is not None:
