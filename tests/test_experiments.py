@@ -13,7 +13,13 @@ import torch
 from helpers import ROOT, run_tool
 from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT, make_fashion_mnist
 
-from cpvt_mm.analysis.attention_maps import attention_figure, record_attention
+from cpvt_mm.analysis.attention_maps import (
+    attention_figure,
+    attention_overlap,
+    mean_attention_distance,
+    record_attention,
+    uniform_attention_distance,
+)
 from cpvt_mm.analysis.position_probe import fit_probe
 from cpvt_mm.evaluation.experiments import VARIANTS, load_result, plan_runs
 from cpvt_mm.models import CPVT, PCPVT, SVT
@@ -106,6 +112,44 @@ def test_query_outside_the_grid_is_refused():
         calls[0].query_map(0, 8, 0)
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_patch_attention_is_every_query_map_at_once(name):
+    """All queries' maps as one matrix: each row is that query's map (renormalised over the grid)."""
+    torch.manual_seed(0)
+    model = MODELS[name]().eval()
+    with torch.no_grad(), record_attention(model) as calls:
+        model(torch.randn(2, 3, 72, 88))  # not a multiple of the windows or reductions: padding on the way
+    for call in calls:
+        H, W = call.hw
+        full = call.patch_attention()
+        assert full.shape == (2, full.shape[1], H * W, H * W)
+        torch.testing.assert_close(full.sum(-1), torch.ones(full.shape[:-1]), atol=1e-5, rtol=0)
+        for row, col in ((0, 0), (H - 1, W - 1), (H // 2, W // 3)):
+            amap = call.query_map(1, row, col).flatten(1)  # (heads, N)
+            torch.testing.assert_close(full[1, :, row * W + col], amap / amap.sum(-1, keepdim=True))
+
+
+def test_attention_distance_and_overlap_on_known_maps():
+    hw = (2, 2)
+    own = torch.eye(4)  # every query attends only to itself
+    uniform = torch.full((4, 4), 0.25)
+    assert float(mean_attention_distance(own, hw)) == 0.0
+    # from any token of a 2x2 grid: itself 0, two neighbours 1, the diagonal sqrt(2)
+    expected = (0 + 1 + 1 + 2**0.5) / 4
+    assert float(mean_attention_distance(uniform, hw)) == pytest.approx(expected)
+    assert uniform_attention_distance(hw) == pytest.approx(expected)
+    right = torch.tensor([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], dtype=torch.float)
+    assert float(mean_attention_distance(right, hw)) == 1.0  # the horizontal neighbour
+    assert float(attention_overlap(own, own)) == 1.0 and float(attention_overlap(own, right)) == 0.0
+    assert float(attention_overlap(own, uniform)) == pytest.approx(0.25)
+    batched = torch.stack((own, right))  # leading dims are kept
+    assert mean_attention_distance(batched, hw).tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match=r"not \(\.\.\., 9, 9\) for the grid \(3, 3\)"):
+        mean_attention_distance(own, (3, 3))
+    with pytest.raises(ValueError, match="attention shapes differ"):
+        attention_overlap(own, torch.eye(9))
+
+
 def test_attention_figure_draws_pyramid_models_side_by_side(tmp_path):
     images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
     models = [("pcpvt", PCPVT(TINY_PCPVT).eval()), ("svt", SVT(TINY_SVT).eval())]
@@ -193,6 +237,12 @@ def test_experiments_suite_end_to_end_and_resume(tmp_path):
     assert set(result["accuracy"]) == {20, 28, 36, 44, 56} and len(result["curve"]) == 2
     assert result["curve"][-1] == pytest.approx(result["accuracy"][28], abs=1e-6)  # same weights, same images
     assert 0 <= result["probe"]["exact"] <= 100 and result["probe"]["grid"] == [7, 7]
+    attention = summary["attention"]
+    assert attention["images"] == 120 and len(attention["distance"]["native28-peg"]) == 4  # one per block
+    assert {"native28: peg vs table", "native28: peg vs none", "native28: table vs none"} <= set(attention["overlap"])
+    for per_block in attention["overlap"].values():
+        assert all(0 < o <= 1 for block in per_block for o in block)
+    assert "Mean attention distance" in report and "PEG after block 0 − learned table" in report
     for png in ("accuracy_vs_size.png", "curves.png", "attention.png"):
         assert cv2.imread(str(work / png)) is not None, png
     again = run_tool(*args, timeout=300)  # everything finished: only the report is rebuilt

@@ -33,11 +33,15 @@ from ..models.attention import GlobalSubsampledAttention, LocallyGroupedAttentio
 __all__ = [
     "AttentionCall",
     "attention_figure",
+    "attention_matrices",
+    "attention_overlap",
     "config_test_side",
     "draw_checkpoint_attention",
     "load_model",
+    "mean_attention_distance",
     "query_grid_position",
     "record_attention",
+    "uniform_attention_distance",
 ]
 
 
@@ -74,6 +78,37 @@ class AttentionCall:
         full = p.new_zeros(p.shape[0], nh * ws, nw * ws)
         full[:, wr * ws : (wr + 1) * ws, wc * ws : (wc + 1) * ws] = p.reshape(-1, ws, ws)  # (heads, L) -> window
         return full[:, :H, :W]
+
+    def patch_attention(self) -> Tensor:
+        """``(B, heads, N, N)`` with ``N = H * W``: every patch query's attention over the patch tokens.
+
+        The same geometry as :meth:`query_map`, for all queries at once. Each row is renormalised to sum to
+        one over the grid: a class token's share (global attention) and the keys that summarise padding
+        (GSA) are dropped, so that the maps of models with and without a class token, or with different
+        attentions, are distributions over the same tokens and can be compared.
+        """
+        H, W = self.hw
+        if self.kind == "global":
+            p = self.probs[:, :, self.prefix :, self.prefix :]
+        elif self.kind == "gsa":
+            r = self.reduction
+            B, heads, N, _ = self.probs.shape
+            p = self.probs.reshape(B, heads, N, math.ceil(H / r), math.ceil(W / r))  # keys (M) -> (h, w)
+            p = p.repeat_interleave(r, dim=3).repeat_interleave(r, dim=4)[..., :H, :W] / (r * r)
+            p = p.reshape(B, heads, N, H * W)
+        else:
+            ws = self.window
+            nh, nw = math.ceil(H / ws), math.ceil(W / ws)
+            heads = self.probs.shape[1]
+            # (B*nh*nw, heads, L, L) -> (B, nh, nw, heads, qr, qc, kr, kc): the windows' own blocks
+            win = self.probs.reshape(-1, nh, nw, heads, ws, ws, ws, ws)
+            full = win.new_zeros(win.shape[0], heads, nh, ws, nw, ws, nh, ws, nw, ws)
+            for i in range(nh):
+                for j in range(nw):
+                    full[:, :, i, :, j, :, i, :, j, :] = win[:, i, j]
+            full = full.reshape(-1, heads, nh * ws, nw * ws, nh * ws, nw * ws)[:, :, :H, :W, :H, :W]
+            p = full.reshape(-1, heads, H * W, H * W)  # padded queries and keys cropped off
+        return p / p.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
 def _kind(module: _AttentionBase) -> tuple[str, int, int]:
@@ -129,6 +164,49 @@ def record_attention(model: nn.Module) -> Iterator[list[AttentionCall]]:
         for module in modules:
             module.attn_record = None
             module.__dict__.pop("_pending", None)
+
+
+def attention_matrices(model: nn.Module, inputs: Tensor) -> list[tuple[Tensor, tuple[int, int]]]:
+    """For each attention call of ``model``'s backbone on ``inputs`` (in execution order), the head-averaged
+    patch attention ``(B, N, N)`` (:meth:`AttentionCall.patch_attention`) and its token grid."""
+    return [(c.patch_attention().mean(1), c.hw) for c in _backbone_attention(model, inputs)]
+
+
+def _grid_distances(hw: tuple[int, int], device: torch.device) -> Tensor:
+    rows, cols = torch.meshgrid(torch.arange(hw[0]), torch.arange(hw[1]), indexing="ij")
+    pos = torch.stack((rows.flatten(), cols.flatten()), 1).float().to(device)  # (N, 2) token (row, col)
+    return torch.cdist(pos, pos)  # (N, N) Euclidean distance in tokens
+
+
+def mean_attention_distance(attn: Tensor, hw: tuple[int, int]) -> Tensor:
+    """How far, in tokens, a query looks: ``sum_k a[q, k] * |pos(q) - pos(k)|`` averaged over the queries.
+
+    ``attn`` is ``(..., N, N)`` over the grid ``hw`` (rows: queries, each a distribution over the keys); the
+    result is ``(...)``. Attention guided by content alone spreads over wherever similar content is; a model
+    that knows where its tokens are can attend locally, and this number is how local it is (uniform
+    attention gives :func:`uniform_attention_distance`).
+    """
+    N = hw[0] * hw[1]
+    if attn.shape[-2:] != (N, N):
+        raise ValueError(f"attention of shape {tuple(attn.shape)} is not (..., {N}, {N}) for the grid {hw}")
+    return (attn * _grid_distances(hw, attn.device)).sum(-1).mean(-1)
+
+
+def uniform_attention_distance(hw: tuple[int, int]) -> float:
+    """:func:`mean_attention_distance` of attention spread evenly over the grid (the mean pairwise distance)."""
+    return float(_grid_distances(hw, torch.device("cpu")).mean())
+
+
+def attention_overlap(a: Tensor, b: Tensor) -> Tensor:
+    """The attention mass two models share: ``sum_k min(a[q, k], b[q, k])`` averaged over the queries.
+
+    ``a`` and ``b`` are ``(..., N, N)`` attention of the same queries over the same keys (e.g. two models on
+    the same images); the result ``(...)`` is 1 for identical maps and 0 when no key gets attention from both
+    (one minus the total variation distance, averaged over queries).
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"attention shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    return torch.minimum(a, b).sum(-1).mean(-1)
 
 
 def query_grid_position(frac: Sequence[float], hw: tuple[int, int]) -> tuple[int, int]:

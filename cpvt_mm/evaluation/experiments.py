@@ -231,7 +231,7 @@ def run_experiments(
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = list(pool.map(one, runs))
     wall = time.monotonic() - start
-    report = build_report(results, work_dir, data_root if figures else None)
+    report = build_report(results, work_dir, data_root, panel=figures)
     print(f"[experiments] done in {wall / 60:.1f} min: {report}", flush=True)
     return report
 
@@ -252,9 +252,10 @@ def _group(results: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
     return groups
 
 
-def build_report(results: Sequence[dict], work_dir: str, data_root: str | None = None) -> str:
-    """``report.md``, ``summary.json``, ``accuracy_vs_size.png``, ``curves.png`` (and, given ``data_root``,
-    ``attention.png``) in ``work_dir``; returns the markdown's path."""
+def build_report(results: Sequence[dict], work_dir: str, data_root: str | None = None, panel: bool = True) -> str:
+    """``report.md``, ``summary.json``, ``accuracy_vs_size.png`` and ``curves.png`` in ``work_dir``; given
+    ``data_root``, also the attention statistics and (with ``panel``) ``attention.png``. Returns the
+    markdown's path."""
     groups = _group(results)
     labels = {(p, v): label for p, v, label in VARIANTS}
     seeds = sorted({r["seed"] for r in results})
@@ -317,10 +318,13 @@ def build_report(results: Sequence[dict], work_dir: str, data_root: str | None =
         cells = [_ms([r["probe"][k] for r in rs]) for k in keys]
         summary["probe"][f"{p}-{v}"] = {k: [r["probe"][k] for r in rs] for k in keys}
         lines.append(f"| {p} | {labels[(p, v)]} | " + " | ".join(cells) + f" | {rs[0]['probe']['chance_exact']} |")
+    if data_root is not None:
+        attention_lines, summary["attention"] = _attention_statistics(groups, labels, work_dir, data_root)
+        lines += attention_lines
     wall = sum(r["wall_s"] for r in results)
     lines += ["", f"Sum of run times {wall / 60:.1f} min ({len(results)} runs)."]
     figures = [_plot_accuracy(groups, labels, work_dir), _plot_curves(groups, labels, work_dir)]
-    if data_root is not None:
+    if data_root is not None and panel:
         figures.append(_attention_panel(groups, work_dir, data_root))
     lines += ["", "Figures: " + ", ".join(osp.basename(f) for f in figures if f)]
     report = osp.join(work_dir, "report.md")
@@ -421,3 +425,92 @@ def _attention_panel(groups: dict, work_dir: str, data_root: str) -> str | None:
         layers=(1, -1),  # block 1: the first attention that sees the PEG's output (the PEG follows block 0)
         title="Attention of a centre and a corner query token (mean over heads), blocks 1 and 3",
     )
+
+
+# The pairs whose attention maps the report compares: (A, B) of the same seed, and each with itself across seeds.
+ATTENTION_PAIRS = (("peg", "table"), ("peg", "none"), ("table", "none"))
+ATTENTION_IMAGES = 500
+
+
+def _attention_statistics(groups: dict, labels: dict, work_dir: str, data_root: str) -> tuple[list[str], dict]:
+    """Claim 4's attention part, measured: how local each model's attention is and how much PEG, table and
+    no-position models share, on the first test images at the training size (head mean, patch tokens).
+
+    Independently trained models need not put the same block to the same use, so the overlap of A and B is
+    read against the overlap of A with itself across seeds (its own spread), and a model with no position
+    encoding against both.
+    """
+    import torch
+
+    from ..analysis.attention_maps import (
+        attention_matrices,
+        attention_overlap,
+        load_model,
+        mean_attention_distance,
+        uniform_attention_distance,
+    )
+    from ..datasets.fashion_mnist import idx_image_count, read_idx_images
+
+    count = min(ATTENTION_IMAGES, idx_image_count(data_root, "test"))
+    distance: dict[str, dict] = {}
+    overlap: dict[str, dict] = {}
+    dist_rows, overlap_rows, depth = [], [], 0
+    for key, proto in PROTOCOLS.items():
+        present = [(v, rs) for (p, v), rs in groups.items() if p == key]
+        if not present:
+            continue
+        images = list(read_idx_images(data_root, "test", count, size=proto.train_size))
+        hw = None
+        maps: dict[tuple[str, int], list] = {}  # (variant, seed) -> per block (images, N, N)
+        for v, rs in present:
+            per_block: list[list[float]] = []
+            for r in rs:
+                config = osp.join(ROOT, CONFIG_DIR, f"fmnist-{key}-{v}.py")
+                model = load_model(config, osp.join(work_dir, r["run"], r["checkpoint"]))
+                with torch.no_grad():
+                    blocks = attention_matrices(model, model.data_preprocessor(dict(inputs=images), False)["inputs"])
+                hw = blocks[0][1]
+                for b, (m, grid) in enumerate(blocks):
+                    if len(per_block) <= b:
+                        per_block.append([])
+                    per_block[b].append(float(mean_attention_distance(m, grid).mean()))
+                if v in {a for pair in ATTENTION_PAIRS for a in pair}:
+                    maps[(v, r["seed"])] = [m for m, _ in blocks]
+            depth = max(depth, len(per_block))
+            distance[f"{key}-{v}"] = per_block
+            dist_rows.append(f"| {key} | {labels[(key, v)]} | " + " | ".join(_ms(d) for d in per_block) + " |")
+        uniform = f"{uniform_attention_distance(hw):.2f}"
+        dist_rows.append(f"| {key} | uniform attention | " + " | ".join([uniform] * depth) + " |")
+        seeds = sorted({s for _, s in maps})
+        pairs = [(a, b, [(s, s) for s in seeds]) for a, b in ATTENTION_PAIRS]
+        pairs += [(a, a, list(zip(seeds, seeds[1:] + seeds[:1]))) for a in ("peg", "table", "none")]
+        for a, b, seed_pairs in pairs:
+            seed_pairs = [(s, t) for s, t in seed_pairs if (a, s) in maps and (b, t) in maps and (a, s) != (b, t)]
+            if not seed_pairs:
+                continue
+            per_block = [
+                [float(attention_overlap(maps[(a, s)][i], maps[(b, t)][i]).mean()) for s, t in seed_pairs]
+                for i in range(len(maps[(a, seed_pairs[0][0])]))
+            ]
+            name = f"{labels[(key, a)]} − {labels[(key, b)]}" if a != b else f"{labels[(key, a)]}, seed to seed"
+            overlap[f"{key}: {a} vs {b}"] = per_block
+            overlap_rows.append(f"| {key} | {name} | " + " | ".join(_ms(o) for o in per_block) + " |")
+    blocks_head = " | ".join(f"block {i}" for i in range(depth))
+    lines = [
+        "",
+        f"### Attention (first {count} test images at the training size; mean over heads; patch tokens)",
+        "",
+        "Mean attention distance (tokens; how far a query looks, attention-weighted):",
+        "",
+        f"| protocol | variant | {blocks_head} |",
+        "|---|---|" + "---:|" * depth,
+        *dist_rows,
+        "",
+        "Overlap (attention mass two models share, 1 = identical maps; same seed, or the next seed of the same "
+        "variant):",
+        "",
+        f"| protocol | pair | {blocks_head} |",
+        "|---|---|" + "---:|" * depth,
+        *overlap_rows,
+    ]
+    return lines, {"images": count, "distance": distance, "overlap": overlap}
