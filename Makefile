@@ -34,7 +34,7 @@ demo: $(STAMP) ## PEG vs learned table vs no position encoding on Fashion-MNIST 
 	bash scripts/get_fashion_mnist.sh
 	$(PY) tools/demo.py
 
-experiments: $(STAMP) ## the paper's claims re-measured: 9 variants x 3 seeds on Fashion-MNIST (~75 min CPU; reruns resume)
+experiments: $(STAMP) ## the paper's claims re-measured: 9 variants x 3 seeds on Fashion-MNIST (~2.5 h on 2 CPU cores; reruns resume)
 	bash scripts/get_fashion_mnist.sh
 	$(PY) tools/analysis_tools/experiments.py
 
