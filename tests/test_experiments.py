@@ -23,6 +23,7 @@ from cpvt_mm.analysis.attention_maps import (
 from cpvt_mm.analysis.position_probe import fit_probe
 from cpvt_mm.evaluation.experiments import VARIANTS, load_result, plan_runs
 from cpvt_mm.models import CPVT, PCPVT, SVT
+from cpvt_mm.models.peg import PEG
 
 EXP_DIR = ROOT / "configs/classification/experiments"
 
@@ -60,6 +61,32 @@ def test_peg_on_embedding_changes_the_output_and_keeps_padding_invariance():
 def test_peg_positions_refuse_unknown_entries(bad):
     with pytest.raises(ValueError, match="peg_positions"):
         CPVT(arch=TINY_CPVT, peg_positions=bad)
+
+
+# --------------------------------------------------------------------------- PEG padding modes (claim 4's control)
+def test_circular_peg_sees_no_border_and_zero_peg_does():
+    """Shifting the token map shifts a circular PEG's output exactly (no absolute position anywhere);
+    a zero-padded PEG's output changes beyond the shift: the border is what tells position."""
+    torch.manual_seed(0)
+    tokens = torch.randn(2, 6 * 5, 8)
+    shifted = tokens.reshape(2, 6, 5, 8).roll((2, 1), dims=(1, 2)).reshape(2, 30, 8)
+    for mode, equivariant in (("circular", True), ("zeros", False)):
+        peg = PEG(8, padding_mode=mode)
+        out = peg(tokens, (6, 5)).reshape(2, 6, 5, 8).roll((2, 1), dims=(1, 2)).reshape(2, 30, 8)
+        assert torch.allclose(peg(shifted, (6, 5)), out, atol=1e-6) is equivariant, mode
+    assert PEG(8, padding_mode="circular").state_dict().keys() == PEG(8).state_dict().keys()
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        PEG(8, padding_mode="wrap")
+
+
+def test_circular_peg_refuses_a_padded_batch_and_runs_an_unpadded_one():
+    model = CPVT(arch=TINY_CPVT, patch_size=4, peg_padding_mode="circular", with_cls_token=False).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        full = model(x, valid_sizes=torch.tensor([[32, 32], [32, 32]]))[0]  # nothing padded: the plain path
+        torch.testing.assert_close(full, model(x)[0])
+        with pytest.raises(ValueError, match="padding_mode='circular' cannot run a padded batch"):
+            model(x, valid_sizes=torch.tensor([[32, 32], [24, 32]]))
 
 
 # --------------------------------------------------------------------------- attention recording and maps
@@ -203,7 +230,7 @@ def test_probe_reads_position_when_features_carry_it_and_not_otherwise():
 def test_every_variant_has_a_config_differing_only_in_position_encoding_or_pooling():
     from mmengine.config import Config
 
-    own = ("peg_positions", "abs_pos_embed", "with_cls_token", "patch_size")  # what a variant may change
+    own = ("peg_positions", "abs_pos_embed", "with_cls_token", "patch_size", "peg_padding_mode")  # may differ
     data = ("model", "train_pipeline", "test_pipeline", "train_dataloader", "val_dataloader", "test_dataloader")
     base = None
     for protocol, variant, _ in VARIANTS:

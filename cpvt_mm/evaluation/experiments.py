@@ -74,6 +74,7 @@ VARIANTS: tuple[tuple[str, str, str], ...] = (
     ("native28", "peg-embed", "PEG before block 0"),
     ("native28", "peg-x3", "PEGs after blocks 0-2"),
     ("native28", "peg-cls", "PEG + class token"),
+    ("native28", "peg-circ", "PEG, circular padding"),
     ("down16", "none", "none"),
     ("down16", "table", "learned table"),
     ("down16", "peg", "PEG after block 0"),
@@ -89,6 +90,8 @@ COMPARISONS = (
     ("3", "native28", "peg", "peg-embed"),
     ("3", "native28", "peg-x3", "peg"),
     ("3", "native28", "peg", "peg-cls"),
+    ("4", "native28", "peg", "peg-circ"),
+    ("4", "native28", "peg-circ", "none"),
 )
 
 

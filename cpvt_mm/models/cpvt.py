@@ -57,6 +57,9 @@ class CPVT(BaseModule):
         frozen_stages: Freeze the patch embedding, class token and blocks ``0 .. frozen_stages-1`` (with
             their PEGs); re-applied by ``train()``.
         with_cp: Gradient checkpointing of every block.
+        peg_padding_mode: How the PEGs pad the token map: ``'zeros'`` (the paper; where position comes from)
+            or ``'circular'`` (no border: the PEGs then mix neighbours without telling position, the
+            experiment suite's control); see :class:`~cpvt_mm.models.peg.PEG`.
     """
 
     arch_zoo: dict[str, dict[str, Any]] = {
@@ -85,6 +88,7 @@ class CPVT(BaseModule):
         frozen_stages: int = -1,
         with_cp: bool = False,
         init_cfg: dict | list[dict] | None = None,
+        peg_padding_mode: str = "zeros",
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         check_in_channels(in_channels, "CPVT")
@@ -129,7 +133,9 @@ class CPVT(BaseModule):
         )
         # ModuleDict keyed by block index: ``pegs.0`` is the PEG after block 0, ``pegs.embed`` the one before it.
         keys = ["embed"] * self.peg_on_embed + [str(i) for i in self.peg_positions]
-        self.pegs = nn.ModuleDict({k: PEG(dim, peg_kernel_size, self.num_prefix_tokens) for k in keys})
+        self.pegs = nn.ModuleDict(
+            {k: PEG(dim, peg_kernel_size, self.num_prefix_tokens, peg_padding_mode) for k in keys}
+        )
         self.norm = nn.LayerNorm(dim, eps=1e-6) if final_norm else nn.Identity()
         self.apply(init_weights_)
         for p in (self.cls_token, self.pos_embed):

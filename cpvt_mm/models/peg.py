@@ -10,7 +10,9 @@ from .utils import tokens_to_map
 
 Size2D = tuple[int, int]
 
-__all__ = ["PEG"]
+__all__ = ["PADDING_MODES", "PEG"]
+
+PADDING_MODES = ("zeros", "circular", "replicate", "reflect")
 
 
 class PEG(nn.Module):
@@ -24,14 +26,24 @@ class PEG(nn.Module):
         dim: Token channels.
         kernel_size: Odd kernel size (3 in the paper).
         num_prefix_tokens: Leading tokens (e.g. the class token) passed through untouched.
+        padding_mode: ``'zeros'`` (the paper's PEG). ``'circular'`` wraps the map around, so the conv has no
+            border to see and is exactly equivariant to shifts of the map: the control that tells the PEG's
+            position signal (from the zero border) apart from its local mixing of neighbouring tokens.
+            ``'replicate'`` and ``'reflect'`` are accepted as well (torch's modes). A mode other than zeros
+            pads each map at its own border, which a zero-padded batch (``valid_sizes``) cannot provide, so
+            such a PEG refuses padded batches.
     """
 
-    def __init__(self, dim: int, kernel_size: int = 3, num_prefix_tokens: int = 0) -> None:
+    def __init__(self, dim: int, kernel_size: int = 3, num_prefix_tokens: int = 0, padding_mode: str = "zeros") -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"PEG kernel_size must be odd so the map keeps its size, got {kernel_size}")
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"PEG padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         self.num_prefix_tokens = num_prefix_tokens
-        self.proj = nn.Conv2d(dim, dim, kernel_size, stride=1, padding=kernel_size // 2, groups=dim, bias=True)
+        self.proj = nn.Conv2d(
+            dim, dim, kernel_size, stride=1, padding=kernel_size // 2, groups=dim, bias=True, padding_mode=padding_mode
+        )
 
     def forward(self, x: Tensor, hw: Size2D, padding: Padding | None = None) -> Tensor:
         """``padding``: padded tokens read as zeros (the border an image sees alone) and come out zero."""
@@ -41,6 +53,12 @@ class PEG(nn.Module):
         if N != H * W:
             raise ValueError(f"PEG got {N} tokens for a {H}x{W} map")
         if padding is not None:
+            if self.proj.padding_mode != "zeros":
+                raise ValueError(
+                    f"PEG with padding_mode={self.proj.padding_mode!r} cannot run a padded batch (valid_sizes): it "
+                    "would pad each image at the batch's border, not at its own. Run such images one at a time "
+                    "or at one size"
+                )
             tokens = padding.zero_tokens(tokens)
         feat = tokens_to_map(tokens, hw)  # (B, N, C) -> (B, C, H, W)
         out = self.proj(feat)

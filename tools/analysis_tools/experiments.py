@@ -35,7 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per variant and seed")
     p.add_argument("--jobs", type=int, default=2, help="runs side by side, one CPU thread each")
     p.add_argument("--variants", nargs="+", help="only these, as <protocol>-<variant> (e.g. native28-peg)")
-    p.add_argument("--epochs", type=int, help="train this many epochs instead of the configs' 8 (the cosine spans them)")
+    p.add_argument(
+        "--epochs", type=int, help="train this many epochs instead of the configs' 8 (the cosine spans them)"
+    )
     p.add_argument("--quick", action="store_true", help="a few hundred images and 2 epochs per run (plumbing check)")
     p.add_argument("--no-figures", action="store_true", help="skip the attention-map panel")
     return p.parse_args(argv)
