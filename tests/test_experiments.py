@@ -89,6 +89,35 @@ def test_circular_peg_refuses_a_padded_batch_and_runs_an_unpadded_one():
             model(x, valid_sizes=torch.tensor([[32, 32], [24, 32]]))
 
 
+@pytest.mark.parametrize("mode", ["zeros", "circular"])
+def test_dilated_peg_on_an_enlarged_map_is_the_trained_peg_enlarged(mode):
+    """A map enlarged 2x (each token four times) through a PEG dilated by 2 gives exactly the enlarged output
+    of the undilated PEG: the dilation lets a PEG see an enlarged image at the scale it was trained on."""
+    torch.manual_seed(0)
+    tokens = torch.randn(2, 5 * 4, 8)
+    peg = PEG(8, padding_mode=mode)
+    enlarge = lambda t, h, w: t.reshape(2, h, w, 8).repeat_interleave(2, 1).repeat_interleave(2, 2).reshape(2, -1, 8)  # noqa: E731
+    expected = enlarge(peg(tokens, (5, 4)), 5, 4)
+    assert not torch.allclose(peg(enlarge(tokens, 5, 4), (10, 8)), expected, atol=1e-3)  # undilated: it differs
+    peg.set_dilation(2)
+    torch.testing.assert_close(peg(enlarge(tokens, 5, 4), (10, 8)), expected)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="dilation must be a positive integer"):
+            peg.set_dilation(bad)
+
+
+def test_dilated_peg_keeps_padding_invariance():
+    torch.manual_seed(0)
+    model = CPVT(arch=TINY_CPVT, patch_size=4, peg_dilation=2, with_cls_token=False).eval()
+    x = torch.randn(1, 3, 40, 56)
+    batch = torch.zeros(2, 3, 64, 64)
+    batch[0, :, :40, :56] = x[0]
+    with torch.no_grad():
+        padded = model(batch, valid_sizes=torch.tensor([[40, 56], [64, 64]]))[0]
+        torch.testing.assert_close(padded[0], model(x)[0][0], atol=1e-5, rtol=1e-5)
+    assert model.state_dict().keys() == CPVT(arch=TINY_CPVT, patch_size=4, with_cls_token=False).state_dict().keys()
+
+
 # --------------------------------------------------------------------------- attention recording and maps
 MODELS = {
     "cpvt": lambda: CPVT(arch=TINY_CPVT, patch_size=4, with_cls_token=True),

@@ -60,6 +60,10 @@ class CPVT(BaseModule):
         peg_padding_mode: How the PEGs pad the token map: ``'zeros'`` (the paper; where position comes from)
             or ``'circular'`` (no border: the PEGs then mix neighbours without telling position, the
             experiment suite's control); see :class:`~cpvt_mm.models.peg.PEG`.
+        peg_dilation: Spacing of the PEG kernels' taps in tokens (1 in training). Weights do not depend on
+            it: testing a model on images enlarged ``d`` times with ``peg_dilation=d`` (e.g.
+            ``--cfg-options model.backbone.peg_dilation=2``) lets its PEGs see objects at the scale they
+            learned.
     """
 
     arch_zoo: dict[str, dict[str, Any]] = {
@@ -89,6 +93,7 @@ class CPVT(BaseModule):
         with_cp: bool = False,
         init_cfg: dict | list[dict] | None = None,
         peg_padding_mode: str = "zeros",
+        peg_dilation: int = 1,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         check_in_channels(in_channels, "CPVT")
@@ -134,7 +139,7 @@ class CPVT(BaseModule):
         # ModuleDict keyed by block index: ``pegs.0`` is the PEG after block 0, ``pegs.embed`` the one before it.
         keys = ["embed"] * self.peg_on_embed + [str(i) for i in self.peg_positions]
         self.pegs = nn.ModuleDict(
-            {k: PEG(dim, peg_kernel_size, self.num_prefix_tokens, peg_padding_mode) for k in keys}
+            {k: PEG(dim, peg_kernel_size, self.num_prefix_tokens, peg_padding_mode, peg_dilation) for k in keys}
         )
         self.norm = nn.LayerNorm(dim, eps=1e-6) if final_norm else nn.Identity()
         self.apply(init_weights_)

@@ -32,9 +32,16 @@ class PEG(nn.Module):
             ``'replicate'`` and ``'reflect'`` are accepted as well (torch's modes). A mode other than zeros
             pads each map at its own border, which a zero-padded batch (``valid_sizes``) cannot provide, so
             such a PEG refuses padded batches.
+        dilation: Spacing of the kernel's taps, in tokens (1: the paper's PEG). The weights do not depend on
+            it, so it can be changed on a trained model (:meth:`set_dilation`): a model trained on one image
+            scale and tested on images enlarged ``d`` times sees each object ``d`` times as many tokens wide,
+            and a PEG dilated by ``d`` reads the same parts of it as it did in training
+            (docs/experiments.md, claim 2).
     """
 
-    def __init__(self, dim: int, kernel_size: int = 3, num_prefix_tokens: int = 0, padding_mode: str = "zeros") -> None:
+    def __init__(
+        self, dim: int, kernel_size: int = 3, num_prefix_tokens: int = 0, padding_mode: str = "zeros", dilation: int = 1
+    ) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"PEG kernel_size must be odd so the map keeps its size, got {kernel_size}")
@@ -44,6 +51,15 @@ class PEG(nn.Module):
         self.proj = nn.Conv2d(
             dim, dim, kernel_size, stride=1, padding=kernel_size // 2, groups=dim, bias=True, padding_mode=padding_mode
         )
+        self.set_dilation(dilation)
+
+    def set_dilation(self, dilation: int) -> None:
+        """Space the kernel's taps ``dilation`` tokens apart (padding follows, so the map keeps its size)."""
+        if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
+            raise ValueError(f"PEG dilation must be a positive integer, got {dilation!r}")
+        pad = dilation * (self.proj.kernel_size[0] // 2)
+        self.proj.dilation, self.proj.padding = (dilation, dilation), (pad, pad)
+        self.proj._reversed_padding_repeated_twice = [pad] * 4  # what non-zero padding modes pad by
 
     def forward(self, x: Tensor, hw: Size2D, padding: Padding | None = None) -> Tensor:
         """``padding``: padded tokens read as zeros (the border an image sees alone) and come out zero."""
