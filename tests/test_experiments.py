@@ -293,6 +293,11 @@ def test_experiments_suite_end_to_end_and_resume(tmp_path):
     assert set(result["accuracy"]) == {20, 28, 36, 44, 56} and len(result["curve"]) == 2
     assert result["curve"][-1] == pytest.approx(result["accuracy"][28], abs=1e-6)  # same weights, same images
     assert 0 <= result["probe"]["exact"] <= 100 and result["probe"]["grid"] == [7, 7]
+    assert result["dilated"]["dilation"] == 2 and result["dilated"]["size"] == 56
+    assert 0 <= result["dilated"]["accuracy"] <= 100 and "dilated" not in load_result(
+        str(work / "native28-none/seed0/result.json")
+    )
+    assert set(summary["dilated"]) == {"native28-peg", "down16-peg"} and "PEGs dilated by the enlargement" in report
     attention = summary["attention"]
     assert attention["images"] == 120 and len(attention["distance"]["native28-peg"]) == 4  # one per block
     assert {"native28: peg vs table", "native28: peg vs none", "native28: table vs none"} <= set(attention["overlap"])
@@ -301,6 +306,11 @@ def test_experiments_suite_end_to_end_and_resume(tmp_path):
     assert "Mean attention distance" in report and "PEG after block 0 − learned table" in report
     for png in ("accuracy_vs_size.png", "curves.png", "attention.png"):
         assert cv2.imread(str(work / png)) is not None, png
+    # a run finished before the dilated test existed gets it on the rerun, and nothing else is redone
+    path = work / "down16-peg/seed0/result.json"
+    old = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in old.items() if k != "dilated"}))
     again = run_tool(*args, timeout=300)  # everything finished: only the report is rebuilt
     assert "4 runs (4 already finished)" in again.stdout
+    assert json.loads(path.read_text())["dilated"] == old["dilated"]  # same weights, same images
     assert re.search(r"native28-peg/seed0: top-1 [\d.]+ at the training size \(0 s", again.stdout)

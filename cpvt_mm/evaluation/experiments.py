@@ -7,7 +7,10 @@ project's own entry points, each in its own process, as a user would run them:
 1. ``tools/train.py`` (``--resume``: an interrupted run continues from its last epoch), with a validation
    pass after each epoch at the training size: the learning curve;
 2. ``tools/analysis_tools/eval_resolutions.py`` at the protocol's test sizes, with the final weights;
-3. ``python -m cpvt_mm.analysis.position_probe``: the linear position read-out after block 0.
+3. ``python -m cpvt_mm.analysis.position_probe``: the linear position read-out after block 0;
+4. for models with a PEG, ``eval_resolutions.py`` once more at the largest size with the PEGs dilated by the
+   enlargement (``model.backbone.peg_dilation``; a run finished before this step existed gets it on the
+   next rerun).
 
 A run is finished when its ``result.json`` exists (written last, atomically): a rerun skips it, so an
 interrupted suite resumes where it stopped. Runs are spread over ``jobs`` worker processes with one thread
@@ -58,6 +61,9 @@ class Protocol:
     title: str
     train_size: int
     sizes: tuple[int, ...]
+    # The PEG models are tested once more at the largest size with their PEGs dilated by the enlargement,
+    # rounded to an integer (2 for 56/28 and for 28/16 = 1.75): the PEG seeing the scale it was trained on.
+    dilation: int = 2
 
 
 PROTOCOLS = {
@@ -66,6 +72,7 @@ PROTOCOLS = {
         "down16", "(b) trained at 16 px (downsampled), tested up to the native 28 px", 16, (12, 16, 20, 24, 28)
     ),
 }
+NO_PEG = ("none", "table")  # the variants without a PEG (nothing to dilate)
 # (protocol, variant key, label); the config is fmnist-<protocol>-<variant>.py
 VARIANTS: tuple[tuple[str, str, str], ...] = (
     ("native28", "none", "none"),
@@ -162,15 +169,19 @@ def execute_run(run: Run, work_dir: str, data_root: str, extra: Sequence[str] = 
     """Train, test at every size and probe one run; returns (and writes) its ``result.json``."""
     run_dir = osp.join(work_dir, run.name)
     result_path = osp.join(run_dir, "result.json")
-    if osp.isfile(result_path):
-        return load_result(result_path)
-    os.makedirs(run_dir, exist_ok=True)
-    start = time.monotonic()
     threads = dict(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env = dict(os.environ, **threads)
     data = [f"{k}.dataset.data_root={data_root}" for k in ("train_dataloader", "val_dataloader", "test_dataloader")]
-    options = [f"randomness.seed={run.seed}", *data, *extra]
     log = osp.join(run_dir, "run.log")
+    if osp.isfile(result_path):
+        result = load_result(result_path)
+        if run.variant not in NO_PEG and "dilated" not in result:  # finished before the dilated test existed
+            result["dilated"] = _dilated_test(run, osp.join(run_dir, result["checkpoint"]), run_dir, data, extra, env)
+            atomic_write_text(result_path, json.dumps(result, indent=1) + "\n")
+        return result
+    os.makedirs(run_dir, exist_ok=True)
+    start = time.monotonic()
+    options = [f"randomness.seed={run.seed}", *data, *extra]
     py = sys.executable
     _call([py, _tool("train.py"), run.config, "--work-dir", run_dir, "--resume", "--cfg-options", *options], log, env)
     with open(osp.join(run_dir, "last_checkpoint")) as f:
@@ -196,10 +207,28 @@ def execute_run(run: Run, work_dir: str, data_root: str, extra: Sequence[str] = 
         accuracy={int(s): float(v["accuracy/top1"]) for s, v in model["results"].items()},
         curve=_learning_curve(run_dir),
         probe=probe,
-        wall_s=round(time.monotonic() - start, 1),
     )
+    if run.variant not in NO_PEG:
+        result["dilated"] = _dilated_test(run, checkpoint, run_dir, data, extra, env)
+    result["wall_s"] = round(time.monotonic() - start, 1)
     atomic_write_text(result_path, json.dumps(result, indent=1) + "\n")
     return result
+
+
+def _dilated_test(
+    run: Run, checkpoint: str, run_dir: str, data: Sequence[str], extra: Sequence[str], env: dict[str, str]
+) -> dict[str, Any]:
+    """Top-1 at the protocol's largest size with every PEG dilated (``model.backbone.peg_dilation``)."""
+    proto = PROTOCOLS[run.protocol]
+    size, d = proto.sizes[-1], proto.dilation
+    out_dir = osp.join(run_dir, f"resolutions-dilated{d}")
+    cmd = [sys.executable, _tool("analysis_tools", "eval_resolutions.py"), run.config, checkpoint, "--sizes", str(size)]
+    options = [f"model.backbone.peg_dilation={d}", *data, *extra]
+    _call([*cmd, "--label", f"{run.label}, dilated {d}", "--out-dir", out_dir, "--cfg-options", *options],
+          osp.join(run_dir, "run.log"), env)  # fmt: skip
+    with open(osp.join(out_dir, "resolutions.json")) as f:
+        (model,) = json.load(f)["models"]
+    return dict(dilation=d, size=size, accuracy=float(model["results"][str(size)]["accuracy/top1"]))
 
 
 def run_experiments(
@@ -303,6 +332,7 @@ def build_report(results: Sequence[dict], work_dir: str, data_root: str | None =
         )
         cells = (_ms(at_train), _ms(at_last), _ms(drop))
         lines.append(f"| {claim} | {proto} | {labels[(proto, a)]} − {labels[(proto, b)]} | " + " | ".join(cells) + " |")
+    lines += _dilated_lines(groups, labels, summary)
     lines += ["", "### Learning curves (validation top-1 after each epoch, first 5000 test images)", ""]
     lines += [
         "| protocol | variant | " + " | ".join(f"ep {i + 1}" for i in range(_max_epochs(results))) + " | last gain |"
@@ -334,6 +364,35 @@ def build_report(results: Sequence[dict], work_dir: str, data_root: str | None =
     atomic_write_text(report, "\n".join(lines) + "\n")
     atomic_write_text(osp.join(work_dir, "summary.json"), json.dumps(summary, indent=1) + "\n")
     return report
+
+
+def _dilated_lines(groups: dict, labels: dict, summary: dict) -> list[str]:
+    """The PEG models at the largest size, as trained and with dilated PEGs, beside the resized table."""
+    lines = [
+        "",
+        "### The PEG at the training scale: largest test size, PEGs dilated by the enlargement (no retraining)",
+        "",
+        "| protocol | variant | size | as trained | dilated | drop (dilated) | drop − the table's drop, paired |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    summary["dilated"] = {}
+    for (p, v), rs in groups.items():
+        rs = [r for r in rs if "dilated" in r]
+        if v in NO_PEG or not rs:
+            continue
+        proto = PROTOCOLS[p]
+        size, train = proto.sizes[-1], proto.train_size
+        dilated = [r["dilated"]["accuracy"] for r in rs]
+        drop = [r["accuracy"][train] - r["dilated"]["accuracy"] for r in rs]
+        table = {r["seed"]: r for r in groups.get((p, "table"), [])}
+        extra = [d - (table[r["seed"]]["accuracy"][train] - table[r["seed"]]["accuracy"][size])
+                 for r, d in zip(rs, drop) if r["seed"] in table]  # fmt: skip
+        summary["dilated"][f"{p}-{v}"] = dict(dilation=rs[0]["dilated"]["dilation"], size=size, accuracy=dilated)
+        cells = [_ms([r["accuracy"][size] for r in rs]), _ms(dilated), _ms(drop), _ms(extra) if extra else "—"]
+        lines.append(
+            f"| {p} | {labels[(p, v)]} (x{rs[0]['dilated']['dilation']}) | {size} | " + " | ".join(cells) + " |"
+        )
+    return lines
 
 
 def _max_epochs(results: Sequence[dict]) -> int:
