@@ -188,13 +188,10 @@ def execute_run(run: Run, work_dir: str, data_root: str, extra: Sequence[str] = 
         checkpoint = f.read().strip()
     sizes = [str(s) for s in PROTOCOLS[run.protocol].sizes]
     res_dir = osp.join(run_dir, "resolutions")
-    evaluate = [py, _tool("analysis_tools", "eval_resolutions.py"), run.config, checkpoint, "--sizes", *sizes]
-    _call([*evaluate, "--label", run.label, "--out-dir", res_dir, "--cfg-options", *data, *extra], log, env)
+    accuracy = _evaluate(run, checkpoint, sizes, run.label, res_dir, [*data, *extra], env)
     probe_path = osp.join(run_dir, "probe.json")
     probe = [py, "-m", "cpvt_mm.analysis.position_probe", run.config, checkpoint, "--out", probe_path]
     _call([*probe, "--cfg-options", *data], log, env)
-    with open(osp.join(res_dir, "resolutions.json")) as f:
-        (model,) = json.load(f)["models"]
     with open(probe_path) as f:
         probe = json.load(f)
     result = dict(
@@ -204,7 +201,7 @@ def execute_run(run: Run, work_dir: str, data_root: str, extra: Sequence[str] = 
         label=run.label,
         seed=run.seed,
         checkpoint=osp.relpath(checkpoint, run_dir),
-        accuracy={int(s): float(v["accuracy/top1"]) for s, v in model["results"].items()},
+        accuracy=accuracy,
         curve=_learning_curve(run_dir),
         probe=probe,
     )
@@ -215,20 +212,31 @@ def execute_run(run: Run, work_dir: str, data_root: str, extra: Sequence[str] = 
     return result
 
 
+def _evaluate(
+    run: Run, checkpoint: str, sizes: Sequence[str], label: str, out_dir: str, options: Sequence[str], env: dict
+) -> dict[int, float]:
+    """``eval_resolutions.py`` on one checkpoint (logged to the run.log beside ``out_dir``); top-1 by size."""
+    cmd = [sys.executable, _tool("analysis_tools", "eval_resolutions.py"), run.config, checkpoint, "--sizes", *sizes]
+    _call(
+        [*cmd, "--label", label, "--out-dir", out_dir, "--cfg-options", *options],
+        osp.join(osp.dirname(out_dir), "run.log"),
+        env,
+    )
+    with open(osp.join(out_dir, "resolutions.json")) as f:
+        (model,) = json.load(f)["models"]
+    return {int(s): float(v["accuracy/top1"]) for s, v in model["results"].items()}
+
+
 def _dilated_test(
     run: Run, checkpoint: str, run_dir: str, data: Sequence[str], extra: Sequence[str], env: dict[str, str]
 ) -> dict[str, Any]:
     """Top-1 at the protocol's largest size with every PEG dilated (``model.backbone.peg_dilation``)."""
     proto = PROTOCOLS[run.protocol]
     size, d = proto.sizes[-1], proto.dilation
-    out_dir = osp.join(run_dir, f"resolutions-dilated{d}")
-    cmd = [sys.executable, _tool("analysis_tools", "eval_resolutions.py"), run.config, checkpoint, "--sizes", str(size)]
     options = [f"model.backbone.peg_dilation={d}", *data, *extra]
-    _call([*cmd, "--label", f"{run.label}, dilated {d}", "--out-dir", out_dir, "--cfg-options", *options],
-          osp.join(run_dir, "run.log"), env)  # fmt: skip
-    with open(osp.join(out_dir, "resolutions.json")) as f:
-        (model,) = json.load(f)["models"]
-    return dict(dilation=d, size=size, accuracy=float(model["results"][str(size)]["accuracy/top1"]))
+    out_dir = osp.join(run_dir, f"resolutions-dilated{d}")
+    accuracy = _evaluate(run, checkpoint, [str(size)], f"{run.label}, dilated {d}", out_dir, options, env)
+    return dict(dilation=d, size=size, accuracy=accuracy[size])
 
 
 def run_experiments(
