@@ -38,7 +38,7 @@ from ..checkpoint import (
 )
 
 
-def _load_local(filename: str, map_location: Any = None) -> Any:
+def load_from_local(filename: str, map_location: Any = None) -> Any:
     """mmengine's ``''`` scheme: a path on this machine."""
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
@@ -60,7 +60,9 @@ def _download(url: str, cached: str, progress: bool) -> None:
     torch.hub.download_url_to_file(url, cached, progress=progress)  # writes a temp file, then renames
 
 
-def _load_http(filename: str, map_location: Any = None, model_dir: str | None = None, progress: bool = False) -> Any:
+def load_from_http(
+    filename: str, map_location: Any = None, model_dir: str | None = None, progress: bool = False
+) -> Any:
     """``http(s)://``: download once into torch hub's cache (rank 0 first), then load it like a local file."""
     from mmengine.dist import get_dist_info
 
@@ -74,7 +76,7 @@ def _load_http(filename: str, map_location: Any = None, model_dir: str | None = 
     return load_checkpoint_file(cached, map_location)
 
 
-def _load_torchvision(filename: str, map_location: Any = None) -> Any:
+def load_from_torchvision(filename: str, map_location: Any = None) -> Any:
     """``torchvision://NAME`` (and the deprecated ``modelzoo://NAME``): torchvision's model URL table."""
     from mmengine.runner.checkpoint import get_torchvision_models
 
@@ -82,10 +84,10 @@ def _load_torchvision(filename: str, map_location: Any = None) -> Any:
     urls = get_torchvision_models()
     if name not in urls:
         raise KeyError(f"{filename}: torchvision has no model named {name!r}")
-    return _load_http(urls[name], map_location)
+    return load_from_http(urls[name], map_location)
 
 
-def _load_openmmlab(filename: str, map_location: Any = None) -> Any:
+def load_from_openmmlab(filename: str, map_location: Any = None) -> Any:
     """``open-mmlab://NAME`` / ``openmmlab://NAME``: mmengine's model table (URLs or files in its home)."""
     from mmengine.runner.checkpoint import _get_mmengine_home, get_deprecated_model_names, get_external_models
 
@@ -96,11 +98,11 @@ def _load_openmmlab(filename: str, map_location: Any = None) -> Any:
         raise KeyError(f"{filename}: mmengine knows no OpenMMLab model named {name!r}")
     url = urls[name]
     if url.startswith(("http://", "https://")):
-        return _load_http(url, map_location)
-    return _load_local(osp.join(_get_mmengine_home(), url), map_location)
+        return load_from_http(url, map_location)
+    return load_from_local(osp.join(_get_mmengine_home(), url), map_location)
 
 
-def _load_mmcls(filename: str, map_location: Any = None) -> Any:
+def load_from_mmcls(filename: str, map_location: Any = None) -> Any:
     """``mmcls://NAME``: mmengine's mmcls model table, with mmcls's key renaming."""
     from mmengine.runner.checkpoint import _process_mmcls_checkpoint, get_mmcls_models
 
@@ -108,10 +110,10 @@ def _load_mmcls(filename: str, map_location: Any = None) -> Any:
     urls = get_mmcls_models()
     if name not in urls:
         raise KeyError(f"{filename}: mmengine knows no mmcls model named {name!r}")
-    return _process_mmcls_checkpoint(_load_http(urls[name], map_location))
+    return _process_mmcls_checkpoint(load_from_http(urls[name], map_location))
 
 
-def _load_pavi(filename: str, map_location: Any = None) -> Any:
+def load_from_pavi(filename: str, map_location: Any = None) -> Any:
     """``pavi://``: download from pavi's model cloud into a temporary folder, then load safely."""
     try:
         from pavi import modelcloud
@@ -124,7 +126,7 @@ def _load_pavi(filename: str, map_location: Any = None) -> Any:
         return load_checkpoint_file(path, map_location)
 
 
-def _load_object_storage(filename: str, map_location: Any = None, backend: str = "petrel") -> Any:
+def load_from_object_storage(filename: str, map_location: Any = None, backend: str = "petrel") -> Any:
     """``s3://`` / ``petrel://``: fetch the bytes with mmengine's file backend, then load them safely."""
     from mmengine.fileio import get_file_backend
 
@@ -134,19 +136,21 @@ def _load_object_storage(filename: str, map_location: Any = None, backend: str =
         return load_checkpoint_file(buffer, map_location)
 
 
-# mmengine 0.10.7's schemes (runner/checkpoint.py) -> the safe loader for each
+# mmengine 0.10.7's schemes (runner/checkpoint.py) -> the safe loader for each. The loaders are named
+# ``load_from_<backend>`` as mmengine's are: ``CheckpointLoader.load_checkpoint`` logs
+# ``Loads checkpoint by {loader.__name__[10:]} backend``, so ``_load_local`` was logged as "by l backend".
 SAFE_LOADERS: dict[str, Any] = {
-    "": _load_local,
-    "http://": _load_http,
-    "https://": _load_http,
-    "pavi://": _load_pavi,
-    r"(\S+\:)?s3://": _load_object_storage,
-    r"(\S+\:)?petrel://": _load_object_storage,
-    "modelzoo://": _load_torchvision,
-    "torchvision://": _load_torchvision,
-    "open-mmlab://": _load_openmmlab,
-    "openmmlab://": _load_openmmlab,
-    "mmcls://": _load_mmcls,
+    "": load_from_local,
+    "http://": load_from_http,
+    "https://": load_from_http,
+    "pavi://": load_from_pavi,
+    r"(\S+\:)?s3://": load_from_object_storage,
+    r"(\S+\:)?petrel://": load_from_object_storage,
+    "modelzoo://": load_from_torchvision,
+    "torchvision://": load_from_torchvision,
+    "open-mmlab://": load_from_openmmlab,
+    "openmmlab://": load_from_openmmlab,
+    "mmcls://": load_from_mmcls,
 }
 
 
@@ -157,6 +161,7 @@ def _refuse_unknown_scheme(prefix: str) -> Any:
             "cpvt_mm (mmengine's own loader for it would unpickle with weights_only=False)"
         )
 
+    load.__name__ = "load_from_refused"  # mmengine logs the name minus its first 10 characters
     return load
 
 
