@@ -20,13 +20,16 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_tool(*args: str, procs: int = 1, timeout: int = 600, expect: int = 0) -> subprocess.CompletedProcess:
+def run_tool(
+    *args: str, procs: int = 1, timeout: int = 600, expect: int = 0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run a tool the way a user does (``python tools/x.py ...``, or ``tools/dist_train.sh`` for procs > 1) and
     check that it exits with ``expect`` (argparse refuses arguments with 2, the tools' own errors exit with 1).
 
-    One OpenMP thread per process: the machines have 2 cores, and oversubscription makes runs crawl.
+    One OpenMP thread per process: the machines have 2 cores, and oversubscription makes runs crawl. ``env``
+    adds variables (e.g. ``CPVT_MM_MMCV_OPS``).
     """
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
     if procs > 1:
         cmd = ["bash", str(ROOT / "tools/dist_train.sh"), args[0], str(procs), *args[1:]]
         env["PYTHON"] = sys.executable

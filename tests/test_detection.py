@@ -324,6 +324,33 @@ def coco_metrics(output: str) -> dict[str, float]:
     return {w[:-1]: float(v) for w, v in itertools.pairwise(words) if w.startswith("coco/")}
 
 
+def test_with_both_mmcv_kernels(cfg_path: Path, ckpt: Path, tmp_path: Path) -> dict[str, float]:
+    """tools/test.py on mmcv's compiled kernels and on cpvt_mm's torchvision-backed ones (the install without
+    compiled ops): the same detections and the same COCO metrics. Returns the metrics."""
+    import pickle
+
+    runs = {}
+    for kernels in ("compiled", "torchvision"):
+        out = tmp_path / f"{kernels}.pkl"
+        res = run_tool(
+            str(ROOT / "tools/test.py"), str(cfg_path), str(ckpt), "--work-dir", str(tmp_path / kernels),
+            "--out", str(out), env={"CPVT_MM_MMCV_OPS": kernels},
+        )  # fmt: skip
+        with open(out, "rb") as f:
+            runs[kernels] = (coco_metrics(res.stdout + res.stderr), pickle.load(f))
+    (metrics, preds), (tv_metrics, tv_preds) = runs["compiled"], runs["torchvision"]
+    assert tv_metrics == metrics
+    assert len(preds) == len(tv_preds) and any(len(p["pred_instances"]["labels"]) for p in preds)
+    for p, q in zip(preds, tv_preds, strict=True):
+        a, b = p["pred_instances"], q["pred_instances"]
+        assert torch.equal(a["labels"], b["labels"])
+        torch.testing.assert_close(b["bboxes"], a["bboxes"], rtol=0, atol=1e-3)
+        torch.testing.assert_close(b["scores"], a["scores"], rtol=0, atol=1e-5)
+        if "masks" in a:
+            assert torch.equal(torch.as_tensor(a["masks"]), torch.as_tensor(b["masks"]))
+    return metrics
+
+
 @pytest.fixture(scope="module")
 def mask_rcnn_run(toy_coco, tmp_path_factory) -> tuple[Path, Path]:
     """A tiny Mask R-CNN (PCPVT) trained for 8 epochs (64 iterations) on the toy set through tools/train.py."""
@@ -338,8 +365,7 @@ def mask_rcnn_run(toy_coco, tmp_path_factory) -> tuple[Path, Path]:
 def test_mask_rcnn_trains_and_tests_with_coco_bbox_and_segm_metrics(mask_rcnn_run, tmp_path):
     cfg_path, ckpt = mask_rcnn_run
     assert_loss_decreases(ckpt.parent)
-    res = run_tool(str(ROOT / "tools/test.py"), str(cfg_path), str(ckpt), "--work-dir", str(tmp_path))
-    metrics = coco_metrics(res.stdout + res.stderr)
+    metrics = test_with_both_mmcv_kernels(cfg_path, ckpt, tmp_path)
     assert {"coco/bbox_mAP", "coco/bbox_mAP_50", "coco/segm_mAP", "coco/segm_mAP_50"} <= set(metrics)
     # it really detects: about 0.6 / 0.5 here after 64 iterations; 0.0 when the RoI heads pool scrambled maps
     assert metrics["coco/bbox_mAP_50"] > 0.2 and metrics["coco/segm_mAP_50"] > 0.2, metrics
@@ -351,8 +377,7 @@ def test_retinanet_trains_and_tests_with_coco_bbox_metrics(toy_coco, tmp_path):
     path = dump(tiny_config("retinanet_pcpvt-s_fpn_1x_coco.py", toy_coco, work, max_epochs=4), tmp_path / "cfg.py")
     run_tool(str(ROOT / "tools/train.py"), str(path))
     assert_loss_decreases(work)
-    res = run_tool(str(ROOT / "tools/test.py"), str(path), str(work / "epoch_4.pth"), "--work-dir", str(tmp_path))
-    metrics = coco_metrics(res.stdout + res.stderr)
+    metrics = test_with_both_mmcv_kernels(path, work / "epoch_4.pth", tmp_path)
     assert {"coco/bbox_mAP", "coco/bbox_mAP_50"} <= set(metrics) and "coco/segm_mAP" not in metrics
     assert all(-1.0 <= v <= 1.0 for v in metrics.values())
 
