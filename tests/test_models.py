@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import ROOT, run_python
 from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT
 
 import cpvt_mm
@@ -27,6 +28,38 @@ def test_peg_is_residual_depthwise_conv_with_zero_padding():
     feat = x.transpose(1, 2).reshape(2, 8, 5, 7)
     expected = (F.conv2d(feat, peg.proj.weight, peg.proj.bias, padding=1, groups=8) + feat).flatten(2).transpose(1, 2)
     torch.testing.assert_close(peg(x, (5, 7)), expected)
+
+
+@pytest.mark.parametrize("cls", [CPVT, PCPVT, SVT])
+def test_every_gradient_has_its_parameters_strides(cls):
+    """DDP lays its gradient buckets out like the parameters and warns ('Grad strides do not match bucket view
+    strides') and copies when a gradient comes back in another layout, as the PEG's did (channels-last)."""
+    model = cls(arch=TINY_CPVT) if cls is CPVT else _pyramid(cls)
+    model.train()
+    out = model(torch.randn(2, 3, 64, 96))
+    sum(o.float().mean() for o in (out if isinstance(out, (tuple, list)) else [out])).backward()
+    mismatched = [n for n, p in model.named_parameters() if p.grad is not None and p.grad.stride() != p.stride()]
+    assert not mismatched
+
+
+def test_ddp_builds_its_buckets_without_a_layout_warning():
+    code = """
+import tempfile, warnings, torch, torch.distributed as dist
+import cpvt_mm
+from cpvt_mm.models import PCPVT
+from toy import TINY_PCPVT
+dist.init_process_group("gloo", rank=0, world_size=1, init_method="file://" + tempfile.mktemp())
+ddp = torch.nn.parallel.DistributedDataParallel(PCPVT(arch=TINY_PCPVT))
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    for _ in range(2):
+        sum(o.mean() for o in ddp(torch.randn(2, 3, 64, 64))).backward()
+dist.destroy_process_group()
+print([str(w.message).splitlines()[0] for w in seen if "strides" in str(w.message)])
+"""
+    res = run_python(f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r})\n" + code)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout
 
 
 def test_peg_leaves_class_token_untouched_and_rejects_wrong_grid():

@@ -51,6 +51,10 @@ class PEG(nn.Module):
         self.proj = nn.Conv2d(
             dim, dim, kernel_size, stride=1, padding=kernel_size // 2, groups=dim, bias=True, padding_mode=padding_mode
         )
+        # The token map is a channels-last view, so the conv's weight gradient comes back channels-last:
+        # (C, 1, k, k) with strides (k*k, 1, k, 1). Stored the same way (same memory order), the weight's strides
+        # match its gradient's, and DDP's gradient buckets (laid out like the weights) need no strided copy.
+        self.proj.weight = nn.Parameter(self.proj.weight.detach().to(memory_format=torch.channels_last))
         self.set_dilation(dilation)
 
     def set_dilation(self, dilation: int) -> None:
