@@ -6,6 +6,7 @@ into mmpretrain's or mmseg's registries (they have their own ``PCPVT``/``SVT``) 
 ``default_scope``.
 """
 
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
@@ -23,4 +24,10 @@ OPTIM_WRAPPERS = Registry(
 
 HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope="cpvt_mm", locations=["cpvt_mm.engine"])
 
-__all__ = ["HOOKS", "MODELS", "MODEL_WRAPPERS", "OPTIM_WRAPPERS"]
+# ``type='cpvt_mm.ClassFolderDataset'`` in an mmpretrain config; the module imports mmpretrain, so it is only
+# imported when a config asks for it
+DATASETS = Registry(
+    "dataset", parent=MMENGINE_DATASETS, scope="cpvt_mm", locations=["cpvt_mm.datasets.class_folders"]
+)
+
+__all__ = ["DATASETS", "HOOKS", "MODELS", "MODEL_WRAPPERS", "OPTIM_WRAPPERS"]

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
             args.config,
             args.checkpoint,
             work_dir=args.work_dir,
+            out=args.out,
             tta=args.tta,
             cfg_options=args.cfg_options,
             launcher=args.launcher,

@@ -8,15 +8,17 @@ arguments and call these functions; everything here is importable and tested on 
 """
 
 from .config import (
+    ConfigError,
     ConfigOptionError,
     PretrainedWeightsMissingError,
+    check_param_schedulers,
     check_pretrained_weights,
     disable_pretrained_weights,
     load_config,
     merge_cfg_options,
 )
 from .convert import ConversionError, convert_checkpoint_file
-from .datasets import DatasetError, validate_datasets
+from .datasets import DatasetError, check_model_channels, image_file_problem, validate_datasets
 from .inference import (
     UninitializedWeightsError,
     bounded_seg_postprocess,
@@ -29,6 +31,7 @@ from .visualize import InferenceInputError, infer_and_draw
 
 __all__ = [
     "TOOL_ERRORS",
+    "ConfigError",
     "ConfigOptionError",
     "ConversionError",
     "DatasetError",
@@ -37,9 +40,12 @@ __all__ = [
     "UninitializedWeightsError",
     "bounded_seg_postprocess",
     "check_checkpoint_covers_model",
+    "check_model_channels",
+    "check_param_schedulers",
     "check_pretrained_weights",
     "convert_checkpoint_file",
     "disable_pretrained_weights",
+    "image_file_problem",
     "infer_and_draw",
     "load_config",
     "merge_cfg_options",

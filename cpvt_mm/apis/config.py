@@ -10,6 +10,12 @@ Two mistakes used to pass or fail late:
   seconds (datasets, model, optimizer built) and then died in ``init_weights()`` with mmengine's bare
   ``FileNotFoundError``. :func:`check_pretrained_weights` names the file, the config key, the convert command
   and the from-scratch switch before the runner is built; :func:`disable_pretrained_weights` is that switch.
+
+And two that ended in a raw traceback: a syntax error in a config (mmengine's message names a temporary copy)
+is reported with the file and line by :func:`load_config`; a parameter scheduler that begins at or after the
+end of the run (an epoch-based warm-up of 5 epochs with ``max_epochs=3``) died inside mmengine with ``end
+should be larger than begin, but got begin=100, end=60``, naming no setting: :func:`check_param_schedulers`
+names the scheduler and the ways out.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from typing import Any
 from mmengine.config import Config
 
 __all__ = [
+    "ConfigError",
     "ConfigOptionError",
     "PretrainedWeightsMissingError",
+    "check_param_schedulers",
     "check_pretrained_weights",
     "disable_pretrained_weights",
     "load_config",
@@ -38,6 +46,10 @@ _EXTRA_TOP_LEVEL_KEYS = frozenset(
 )
 
 CONVERT_TOOL = "tools/model_converters/convert_checkpoint.py"
+
+
+class ConfigError(ValueError):
+    """A config that cannot run as written (syntax error, a schedule outside the run); names file and setting."""
 
 
 class ConfigOptionError(ValueError):
@@ -82,10 +94,91 @@ def merge_cfg_options(cfg: Config, options: Mapping[str, Any] | None, source: st
 
 
 def load_config(path: str, options: Mapping[str, Any] | None = None) -> Config:
-    """``Config.fromfile(path)`` with checked ``--cfg-options`` merged in; a missing file is named."""
+    """``Config.fromfile(path)`` with checked ``--cfg-options`` merged in; a missing file is named, and so is
+    the line of a syntax error (in the config or in one of its bases)."""
     if not osp.isfile(path):
         raise FileNotFoundError(f"config not found: {path}")
-    return merge_cfg_options(Config.fromfile(path), options)
+    try:
+        cfg = Config.fromfile(path)
+    except SyntaxError as e:
+        raise ConfigError(_syntax_error_message(path, e)) from None
+    return merge_cfg_options(cfg, options)
+
+
+def _syntax_error_message(path: str, error: SyntaxError) -> str:
+    """``config X line N: <what> (<the line>)``; mmengine re-raises with the name of a temporary copy."""
+    import ast
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            ast.parse(f.read(), filename=path)
+    except SyntaxError as e:
+        text = f": {e.text.strip()}" if e.text else ""
+        return f"syntax error in config {path}, line {e.lineno}: {e.msg}{text}"
+    # the config itself parses: the error is in a base, which mmengine's message names
+    return f"syntax error in a base of config {path}: {' '.join(str(error).split())}"
+
+
+def _schedulers(cfg: Config) -> Iterator[tuple[str, Mapping]]:
+    """(config key, scheduler) of ``param_scheduler``: a dict, a list, or a dict of lists per optimizer."""
+    node = cfg.get("param_scheduler")
+    if isinstance(node, Mapping) and "type" not in node:
+        for name, value in node.items():
+            for i, s in enumerate(value if isinstance(value, (list, tuple)) else [value]):
+                yield f"param_scheduler.{name}.{i}", s
+        return
+    for i, s in enumerate(node if isinstance(node, (list, tuple)) else [node] if node else []):
+        yield f"param_scheduler.{i}", s
+
+
+def check_param_schedulers(cfg: Config) -> None:
+    """Refuse a parameter scheduler that would begin at or after the end of training (or end before it begins).
+
+    The run's end is ``train_cfg.max_epochs`` for epoch-based schedulers and ``train_cfg.max_iters`` for
+    iteration-based ones in an iteration-based loop (iteration-based schedulers in an epoch loop depend on the
+    dataset's length and are left to mmengine). A scheduler whose ``end`` lies beyond the run is cut short,
+    which works (a 12-epoch step schedule run for one epoch as a smoke test): it is only warned about.
+
+    Raises:
+        ConfigError: naming the scheduler, its ``begin`` / ``end``, the run's length and how to fix it.
+    """
+    from mmengine.optim.scheduler.param_scheduler import INF
+
+    train_cfg = cfg.get("train_cfg") or {}
+    for key, sched in _schedulers(cfg):
+        if not isinstance(sched, Mapping):
+            continue
+        by_epoch = sched.get("by_epoch", True)
+        if by_epoch:
+            limit, unit, setting = train_cfg.get("max_epochs"), "epoch", "train_cfg.max_epochs"
+        elif "max_iters" in train_cfg:
+            limit, unit, setting = train_cfg.get("max_iters"), "iteration", "train_cfg.max_iters"
+        else:
+            continue
+        if not isinstance(limit, (int, float)):
+            continue
+        begin, end = sched.get("begin", 0), sched.get("end", limit)
+        name = f"{key} ({sched.get('type')})"
+        fractions = (
+            "or express warm-up and decay as fractions of the run (one OneCycleLR without begin/end, as "
+            "configs/classification/examples/ do)"
+        )
+        if begin >= limit:
+            raise ConfigError(
+                f"{name} begins at {unit} {begin}, but training stops after {limit} ({setting}={limit}), so it "
+                f"would never run (mmengine: 'end should be larger than begin'): set {key}.begin below {limit}, "
+                f"raise {setting}, {fractions}"
+            )
+        if end <= begin:
+            raise ConfigError(f"{name} ends at {unit} {end}, not after its begin ({begin}): set {key}.end > {begin}")
+        if limit < end < INF:
+            import warnings
+
+            warnings.warn(
+                f"{name} ends at {unit} {end}, after the run's last ({setting}={limit}): it is cut short",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 def _pretrained_entries(node: Any, path: str) -> Iterator[tuple[str, Mapping, Any]]:

@@ -12,7 +12,13 @@ from ..engine import build_runner, default_work_dir, prepare_checkpoint_runner_c
 from .config import load_config
 from .datasets import validate_datasets
 
-__all__ = ["prepare_test_config", "run_test"]
+__all__ = ["check_out_file", "prepare_test_config", "run_test"]
+
+
+def check_out_file(out: str | None, option: str, example: str) -> None:
+    """Refuse an output path that names a folder (the write would fail after all the work is done)."""
+    if out and osp.isdir(out):
+        raise IsADirectoryError(f"{option} {out} is a folder; give a file name, e.g. {osp.join(out, example)}")
 
 
 def prepare_test_config(
@@ -20,15 +26,18 @@ def prepare_test_config(
     checkpoint: str,
     *,
     work_dir: str | None = None,
+    out: str | None = None,
     tta: bool = False,
     cfg_options: Mapping[str, Any] | None = None,
     launcher: str = "none",
 ) -> Config:
     """The config of ``tools/test.py CONFIG CHECKPOINT [options]``, checked; ``tta`` wraps the model in the
-    config's ``tta_model`` and tests through its ``tta_pipeline``."""
+    config's ``tta_model`` and tests through its ``tta_pipeline``; ``out`` (the pickle ``--out`` writes) must
+    not be a folder, checked before anything runs."""
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint} not found")
     cfg = load_config(config, cfg_options)
+    check_out_file(out, "--out", "results.pkl")
     validate_datasets(cfg, ("test",))
     if tta:
         if "tta_model" not in cfg or "tta_pipeline" not in cfg:

@@ -26,13 +26,28 @@ from ..engine import (
     use_amp,
     use_safe_checkpoint_hook,
 )
-from .config import ConfigOptionError, check_pretrained_weights, disable_pretrained_weights, load_config
+from .config import (
+    ConfigError,
+    ConfigOptionError,
+    check_param_schedulers,
+    check_pretrained_weights,
+    disable_pretrained_weights,
+    load_config,
+)
 from .datasets import DatasetError, validate_datasets
 
 __all__ = ["TOOL_ERRORS", "prepare_train_config", "train"]
 
 # What the tools report as one ``error: ...`` line instead of a traceback.
-TOOL_ERRORS = (CheckpointError, WorkDirBusyError, FileNotFoundError, ConfigOptionError, DatasetError)
+TOOL_ERRORS = (
+    CheckpointError,
+    WorkDirBusyError,
+    FileNotFoundError,
+    IsADirectoryError,
+    ConfigError,
+    ConfigOptionError,
+    DatasetError,
+)
 
 
 def prepare_train_config(
@@ -78,10 +93,21 @@ def prepare_train_config(
             raise FileNotFoundError(f"--resume {resume}: no such checkpoint file")
         cfg.resume = True
         cfg.load_from = resume
+    check_param_schedulers(cfg)
     check_pretrained_weights(cfg)  # before anything is built: a missing file is named with the way out
-    validate_datasets(cfg, ("train", "val") if cfg.get("val_cfg") else ("train",))
+    # val_cfg = dict() (an empty dict) still validates: only None / absent turns validation off
+    validate_datasets(cfg, ("train", "val") if cfg.get("val_cfg") is not None else ("train",))
     use_safe_checkpoint_hook(cfg)  # atomic saves, pointer after file, deletions last: whatever the config says
     return prepare_distributed(cfg, launcher)
+
+
+def _explain_out_of_range_labels(cfg: Config, error: IndexError) -> None:
+    """Segmentation labels outside the classes end training in torch's ``IndexError: Target 199 is out of
+    bounds``, naming no file. Training sets are not scanned up front (every label map read once before the
+    first step); when that error comes, they are, and the label maps at fault are named as ``tools/test.py``
+    names them for evaluation sets (:class:`DatasetError`)."""
+    if cfg.get("default_scope") == "mmseg" and "out of bounds" in str(error):
+        validate_datasets(cfg, ("train",), scan_labels=("train",))  # raises DatasetError if labels are the cause
 
 
 def train(cfg: Config, auto_resume: bool = False):
@@ -96,7 +122,11 @@ def train(cfg: Config, auto_resume: bool = False):
             found = find_resume_checkpoint(cfg.work_dir, checkpoint_dirs(cfg))
             cfg.resume, cfg.load_from = found is not None, found
         runner = build_runner(cfg)
-        runner.train()
+        try:
+            runner.train()
+        except IndexError as e:
+            _explain_out_of_range_labels(cfg, e)
+            raise
     finally:
         if lock is not None:
             lock.release()
