@@ -11,6 +11,7 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
+from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import Registry
 
 MODELS = Registry("model", parent=MMENGINE_MODELS, scope="cpvt_mm", locations=["cpvt_mm.models"])
@@ -23,11 +24,12 @@ OPTIM_WRAPPERS = Registry(
 )
 
 HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope="cpvt_mm", locations=["cpvt_mm.engine"])
+PARAM_SCHEDULERS = Registry(
+    "parameter scheduler", parent=MMENGINE_PARAM_SCHEDULERS, scope="cpvt_mm", locations=["cpvt_mm.engine"]
+)
 
 # ``type='cpvt_mm.ClassFolderDataset'`` in an mmpretrain config; the module imports mmpretrain, so it is only
 # imported when a config asks for it
-DATASETS = Registry(
-    "dataset", parent=MMENGINE_DATASETS, scope="cpvt_mm", locations=["cpvt_mm.datasets.class_folders"]
-)
+DATASETS = Registry("dataset", parent=MMENGINE_DATASETS, scope="cpvt_mm", locations=["cpvt_mm.datasets.class_folders"])
 
-__all__ = ["DATASETS", "HOOKS", "MODELS", "MODEL_WRAPPERS", "OPTIM_WRAPPERS"]
+__all__ = ["DATASETS", "HOOKS", "MODELS", "MODEL_WRAPPERS", "OPTIM_WRAPPERS", "PARAM_SCHEDULERS"]

@@ -160,7 +160,7 @@ def check_param_schedulers(cfg: Config) -> None:
         begin, end = sched.get("begin", 0), sched.get("end", limit)
         name = f"{key} ({sched.get('type')})"
         fractions = (
-            "or express warm-up and decay as fractions of the run (one OneCycleLR without begin/end, as "
+            "or express warm-up and decay as fractions of the run (one cpvt_mm.WarmupCosineLR without begin/end, as "
             "configs/classification/examples/ do)"
         )
         if begin >= limit:

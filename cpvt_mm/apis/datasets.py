@@ -500,7 +500,7 @@ def _validate_classification(cfg: Config, splits: tuple[str, ...]) -> None:
 
     from ..datasets.class_folders import ClassFolderDataset
 
-    _DEFAULT_EXTENSIONS = inspect.signature(CustomDataset.__init__).parameters["extensions"].default  # noqa: N806
+    _DEFAULT_EXTENSIONS = inspect.signature(CustomDataset.__init__).parameters["extensions"].default
     for split, key, ds, cls in _datasets_of(cfg, splits, DATASETS, (CustomDataset, MNIST, CIFAR10)):
         pipeline = ds.get("pipeline") or []
         reads_files = issubclass(cls, CustomDataset)

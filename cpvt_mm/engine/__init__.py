@@ -12,11 +12,13 @@ from .checkpoint import (
 from .dist import CPUDistributedDataParallel, prepare_distributed
 from .optim import AutocastOptimWrapper
 from .runner import build_runner, checkpoint_dirs, default_work_dir, prepare_checkpoint_runner_config, use_amp
+from .schedulers import WarmupCosineLR
 
 __all__ = [
     "AutocastOptimWrapper",
     "CPUDistributedDataParallel",
     "SafeCheckpointHook",
+    "WarmupCosineLR",
     "WorkDirBusyError",
     "WorkDirLock",
     "build_runner",

@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 import sys
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a checkout
 
 import cpvt_mm  # noqa: F401  (compat layer and registries before any toolkit import)
-from cpvt_mm.apis import ConfigOptionError, UninitializedWeightsError
-from cpvt_mm.apis.visualize import InferenceInputError, infer_and_draw
-from cpvt_mm.checkpoint import CheckpointError
+from cpvt_mm.apis import TOOL_ERRORS, UninitializedWeightsError
+from cpvt_mm.apis.visualize import InferenceInputError, InferenceInputWarning, infer_and_draw
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,14 +41,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Input warnings as ``warning: ...`` lines, like the errors; others as Python prints them."""
+    if issubclass(category, InferenceInputWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    warnings.showwarning = _one_line_warning
     try:
         scope, drawn = infer_and_draw(
             args.config, args.checkpoint, args.image, args.out, args.score_thr, args.device, args.cfg_options,
             args.compile,
         )  # fmt: skip
-    except (FileNotFoundError, InferenceInputError, ConfigOptionError, CheckpointError, UninitializedWeightsError) as e:
+    except (*TOOL_ERRORS, InferenceInputError, UninitializedWeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {args.out} ({scope} prediction, {drawn.shape[1]}x{drawn.shape[0]})")

@@ -15,8 +15,8 @@ classes = ("circle", "cross", "square", "triangle")
 #     1 = grayscale (images are loaded with color_type="grayscale"), 3 = colour
 img_size = 32
 in_channels = 1
-# (4) the length of the run: warm-up (first 10%) and decay (the rest) are fractions of it (OneCycleLR), so
-#     any max_epochs is valid, e.g. --cfg-options train_cfg.max_epochs=5
+# (4) the length of the run: warm-up (first 10%) and cosine decay (the rest) are fractions of it
+#     (cpvt_mm.WarmupCosineLR), so any max_epochs is valid, e.g. --cfg-options train_cfg.max_epochs=5
 max_epochs = 30
 lr, batch_size = 2e-3, 32
 
@@ -74,7 +74,7 @@ test_evaluator = val_evaluator
 optim_wrapper = dict(optimizer=dict(lr=lr))
 # No `end`: the runner sets it to max_epochs, so the cycle always spans the whole run.
 param_scheduler = [
-    dict(type="OneCycleLR", eta_max=lr, pct_start=0.1, by_epoch=True, convert_to_iter_based=True),
+    dict(type="cpvt_mm.WarmupCosineLR", warmup_fraction=0.1, eta_min=1e-5, by_epoch=True, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=5)
 val_cfg = dict()

@@ -14,8 +14,8 @@ classes = ("circle", "cross", "square", "triangle")
 #     resized to img_size * 256 / 224 in testing) and the channels: 3 (colour, loaded as RGB)
 img_size = 224
 in_channels = 3
-# (4) the length of the run: warm-up (first 5%) and cosine decay (the rest) are fractions of it
-#     (OneCycleLR), so any max_epochs is valid
+# (4) the length of the run: warm-up (first 5%) and cosine decay (cosine, the rest) are fractions of it
+#     (cpvt_mm.WarmupCosineLR), so any max_epochs is valid
 max_epochs = 100
 batch_size = 64
 lr = 5e-4 * batch_size / 512
@@ -40,8 +40,15 @@ train_pipeline = [
         magnitude_std=0.5,
         hparams=dict(pad_val=[104, 116, 124], interpolation="bicubic"),
     ),
-    dict(type="RandomErasing", erase_prob=0.25, mode="rand", min_area_ratio=0.02, max_area_ratio=1 / 3,
-         fill_color=[103.53, 116.28, 123.675], fill_std=[57.375, 57.12, 58.395]),  # fmt: skip
+    dict(
+        type="RandomErasing",
+        erase_prob=0.25,
+        mode="rand",
+        min_area_ratio=0.02,
+        max_area_ratio=1 / 3,
+        fill_color=[103.53, 116.28, 123.675],
+        fill_std=[57.375, 57.12, 58.395],
+    ),
     dict(type="PackInputs"),
 ]
 test_pipeline = [
@@ -78,7 +85,7 @@ test_evaluator = val_evaluator
 optim_wrapper = dict(optimizer=dict(lr=lr))
 # No `end`: the runner sets it to max_epochs, so the cycle always spans the whole run.
 param_scheduler = [
-    dict(type="OneCycleLR", eta_max=lr, pct_start=0.05, by_epoch=True, convert_to_iter_based=True),
+    dict(type="cpvt_mm.WarmupCosineLR", warmup_fraction=0.05, eta_min=1e-5, by_epoch=True, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=5)
 default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=2, save_best="auto"))
