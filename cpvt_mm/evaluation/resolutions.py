@@ -99,13 +99,13 @@ def evaluate_sizes(
 ) -> dict[str, Any]:
     """Evaluate one checkpoint at every size; returns the model's record for the report (see
     :func:`cpvt_mm.evaluation.write_report`)."""
-    from mmengine.config import Config
+    from ..apis.config import load_config
+    from ..apis.datasets import validate_datasets
 
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f"eval_resolutions: checkpoint {checkpoint} not found")
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    cfg = load_config(config, cfg_options)  # syntax errors and misspelt options named in one line
+    validate_datasets(cfg, ("test",))  # the same checks as tools/test.py: folders, images, classes, channels
     if cfg.get("test_dataloader") is None or cfg.get("test_evaluator") is None:
         raise ValueError(f"eval_resolutions: {config} needs test_dataloader and test_evaluator")
     pipeline = _dataset_with_pipeline(cfg.test_dataloader.dataset)["pipeline"]

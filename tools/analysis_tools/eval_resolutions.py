@@ -25,7 +25,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a checkout
 
 import cpvt_mm  # noqa: F401  (compat layer and registries before any toolkit import)
-from cpvt_mm.checkpoint import CheckpointError
+from cpvt_mm.apis import TOOL_ERRORS
 from cpvt_mm.evaluation import REPORT_NAME, evaluate_models, load_reports, positive_int, write_report
 
 
@@ -76,6 +76,6 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
 if __name__ == "__main__":
     try:
         main()
-    except (CheckpointError, FileNotFoundError) as e:
+    except TOOL_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
