@@ -513,8 +513,11 @@ def test_infer_draws_a_classification(tmp_path):
     ckpt = save_random_checkpoint(get_model(cfg), tmp_path / "cls.pth", ("disc", "square", "triangle"))
     image, out = odd_sized_image(tmp_path / "img.png"), tmp_path / "cls.png"
     assert infer_and_draw(str(cfg_path), str(ckpt), str(image), str(out), device="cpu")[0] == "mmpretrain"
-    drawn = cv2.imread(str(out))
-    assert drawn.shape == cv2.imread(str(image)).shape and (drawn != cv2.imread(str(image))).any()  # label text
+    drawn, original = cv2.imread(str(out)), cv2.imread(str(image))
+    # the image enlarged by a whole factor (its 101 px side is under 160), the class list beside it
+    big = cv2.resize(original, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    assert drawn.shape[0] == big.shape[0] and drawn.shape[1] > big.shape[1]
+    assert np.array_equal(drawn[:, : big.shape[1]], big) and (drawn[:, big.shape[1] :] < 128).any()  # text
 
 
 SEG_CONFIG = """

@@ -187,7 +187,9 @@ def classify(
     with torch.no_grad():
         (sample,) = model.test_step(data)
     scores = sample.pred_score.float().cpu()
-    classes = (getattr(model, "dataset_meta", None) or {}).get("classes") or _config_classes(config)
+    # mmpretrain's get_model keeps the checkpoint's (else the dataset class's) meta in ``_dataset_meta``
+    meta = getattr(model, "_dataset_meta", None) or getattr(model, "dataset_meta", None) or {}
+    classes = meta.get("classes") or _config_classes(config)
     names = list(classes) if classes and len(classes) == len(scores) else [f"class {i}" for i in range(len(scores))]
     top = scores.topk(min(topk, len(scores)))
     return [(names[i], float(v)) for v, i in zip(top.values.tolist(), top.indices.tolist())]
