@@ -136,10 +136,15 @@ def test_batched_nms_keeps_the_same_indices(cfg):
 
 
 @needs_compiled
-@pytest.mark.parametrize("pool_mode", ["avg", "max"])
+@pytest.mark.parametrize("pool_mode", ["avg", "max", "avg-without-torchvision-ops"])
 @pytest.mark.parametrize("aligned", [True, False])
 @pytest.mark.parametrize("sampling_ratio", [0, 2])
-def test_roi_align_forward_and_backward_match(pool_mode, aligned, sampling_ratio):
+def test_roi_align_forward_and_backward_match(pool_mode, aligned, sampling_ratio, monkeypatch):
+    if pool_mode == "avg-without-torchvision-ops":  # torchvision without its compiled ops (a CPU-only torch)
+        import torchvision.extension
+
+        monkeypatch.setattr(torchvision.extension, "_has_ops", lambda: False)
+        pool_mode = "avg"
     feats = torch.randn(2, 5, 23, 19, dtype=torch.float64, requires_grad=True)
     boxes = random_boxes(40, scale=90).double() - 8  # some reach past the map's edges
     rois = torch.cat([torch.randint(0, 2, (40, 1)).double(), boxes], dim=1)

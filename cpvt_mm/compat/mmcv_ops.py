@@ -106,12 +106,12 @@ def roi_align_forward(
     """mmcv's ``roi_align_forward``: fills ``output`` (and, for max pooling, ``argmax_y/x``) in place."""
     rois = rois.to(input.dtype)
     if pool_mode == 1:  # avg
-        out = torch.ops.torchvision.roi_align(
-            input, rois, float(spatial_scale), aligned_height, aligned_width, sampling_ratio, bool(aligned)
-        )
-        output.copy_(out)
+        output.copy_(_torchvision_roi_align(input, rois, aligned_height, aligned_width, spatial_scale,
+                                            sampling_ratio, aligned))  # fmt: skip
         return
-    out, ay, ax = _roi_align_max(input, rois, aligned_height, aligned_width, spatial_scale, sampling_ratio, aligned)
+    out, ay, ax = _roi_align_plain(
+        input, rois, aligned_height, aligned_width, spatial_scale, sampling_ratio, aligned, "max"
+    )
     output.copy_(out)
     argmax_y.copy_(ay)
     argmax_x.copy_(ax)
@@ -132,16 +132,31 @@ def roi_align_backward(
 ) -> None:
     """mmcv's ``roi_align_backward``: accumulates the input gradient into ``grad_input`` in place."""
     rois = rois.to(grad_output.dtype)
-    if pool_mode == 1:  # avg: torchvision's own backward kernel, which its autograd uses
-        b, c, h, w = grad_input.shape
-        grad = torch.ops.torchvision._roi_align_backward(
-            grad_output, rois, float(spatial_scale), aligned_height, aligned_width, b, c, h, w, sampling_ratio,
-            bool(aligned),
-        )  # fmt: skip
+    if pool_mode == 1:
+        # Average pooling is linear in the input, so its gradient is the vector-Jacobian product of the forward
+        # at any input (zeros here): torchvision's own backward kernel, or autograd through the plain version.
+        probe = grad_output.new_zeros(grad_input.shape, requires_grad=True)
+        with torch.enable_grad():
+            out = _torchvision_roi_align(probe, rois, aligned_height, aligned_width, spatial_scale, sampling_ratio,
+                                         aligned)  # fmt: skip
+            (grad,) = torch.autograd.grad(out, probe, grad_output)
         grad_input.add_(grad)
         return
     valid = argmax_y != -1.0  # mmcv's marker for "no sample in this bin"
     _scatter_bilinear(grad_input, rois[:, 0].long(), argmax_y, argmax_x, grad_output, valid)
+
+
+def _torchvision_roi_align(
+    input: torch.Tensor, rois: torch.Tensor, ph: int, pw: int, spatial_scale: float, sampling_ratio: int, aligned: bool
+) -> torch.Tensor:
+    """Average-pooled RoIAlign: torchvision's kernel (the same sampling as mmcv's), or, where torchvision's
+    compiled ops do not load (a CPU-only torch), the plain-PyTorch one here."""
+    import torchvision
+    from torchvision.extension import _has_ops
+
+    if not _has_ops():  # torchvision's own fallback samples differently; ours follows mmcv
+        return _roi_align_plain(input, rois, ph, pw, spatial_scale, sampling_ratio, aligned, "avg")[0]
+    return torchvision.ops.roi_align(input, rois, (ph, pw), float(spatial_scale), sampling_ratio, bool(aligned))
 
 
 def _roi_geometry(
@@ -205,7 +220,7 @@ def _bilinear_corners(
     return index, weights, inside
 
 
-def _roi_align_max(
+def _roi_align_plain(
     input: torch.Tensor,
     rois: torch.Tensor,
     ph: int,
@@ -213,16 +228,57 @@ def _roi_align_max(
     spatial_scale: float,
     sampling_ratio: int,
     aligned: bool,
+    pool_mode: str,
     max_elements: int = 1 << 24,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Max-pooled RoIAlign as mmcv computes it: the largest bilinear sample of each bin (at least mmcv's floor
-    of -10000), and the sample's (y, x), or -1 where a bin has none. RoIs go in chunks to bound memory."""
+    """RoIAlign in plain PyTorch, sampling as mmcv's kernel does (differentiable through autograd).
+
+    ``'avg'``: the mean of each bin's bilinear samples. ``'max'``: the largest sample (at least mmcv's floor of
+    -10000) and its (y, x), or -1 where a bin has none, which mmcv's backward reads. RoIs go in chunks to bound
+    the memory of the (RoIs, C, bins, samples) values.
+    """
     k, c, height, width = rois.shape[0], *input.shape[1:]
-    out = input.new_full((k, c, ph, pw), -10000.0)
+    out = input.new_full((k, c, ph, pw), -10000.0 if pool_mode == "max" else 0.0)
     arg_y = input.new_full((k, c, ph, pw), -1.0)
     arg_x = input.new_full((k, c, ph, pw), -1.0)
     if k == 0:
         return out, arg_y, arg_x
+    ys, xs, grid_h, grid_w = _roi_geometry(rois, (ph, pw), spatial_scale, sampling_ratio, aligned)
+    gh, gw = ys.shape[2], xs.shape[2]
+    step = max(1, max_elements // (c * ph * gh * pw * gw))
+    flat = input.flatten(2)  # (B, C, H*W)
+    dev = input.device
+    for s in range(0, k, step):
+        sl = slice(s, s + step)
+        n = ys[sl].shape[0]
+        # every sample point of every bin: (n, ph, gh, pw, gw)
+        y = ys[sl].view(n, ph, gh, 1, 1).expand(n, ph, gh, pw, gw)
+        x = xs[sl].view(n, 1, 1, pw, gw).expand(n, ph, gh, pw, gw)
+        index, weights, _ = _bilinear_corners(y, x, height, width)
+        feats = flat[rois[sl, 0].long()]  # (n, C, H*W)
+        val = None
+        for i, w in zip(index, weights, strict=True):
+            v = w.unsqueeze(1) * feats.gather(2, i.reshape(n, 1, -1).expand(n, c, -1)).view(n, c, ph, gh, pw, gw)
+            val = v if val is None else val + v
+        # (n, C, ph, gh, pw, gw) -> (n, C, ph, pw, gh * gw): the samples of a bin last, in mmcv's loop order
+        val = val.permute(0, 1, 2, 4, 3, 5).reshape(n, c, ph, pw, gh * gw)
+        iy = torch.arange(gh, device=dev).view(gh, 1)
+        ix = torch.arange(gw, device=dev).view(1, gw)
+        real = (iy < grid_h[sl].view(n, 1, 1)) & (ix < grid_w[sl].view(n, 1, 1))  # (n, gh, gw): the RoI's own grid
+        real = real.view(n, 1, 1, 1, gh * gw)
+        if pool_mode == "avg":
+            count = (grid_h[sl] * grid_w[sl]).clamp(min=1).to(val.dtype).view(n, 1, 1, 1)
+            out[sl] = val.masked_fill(~real, 0.0).sum(-1) / count
+            continue
+        best, where = val.masked_fill(~real, float("-inf")).max(dim=-1)
+        hit = best > -10000.0  # mmcv keeps a sample only when it beats its -10000 start value
+        py = torch.arange(ph, device=dev).view(1, 1, ph, 1).expand(n, c, ph, pw)
+        px = torch.arange(pw, device=dev).view(1, 1, 1, pw).expand(n, c, ph, pw)
+        rk = torch.arange(n, device=dev).view(n, 1, 1, 1).expand(n, c, ph, pw)
+        out[sl] = torch.where(hit, best, out[sl])
+        arg_y[sl] = torch.where(hit, ys[sl][rk, py, where // gw], arg_y[sl])
+        arg_x[sl] = torch.where(hit, xs[sl][rk, px, where % gw], arg_x[sl])
+    return out, arg_y, arg_x
     ys, xs, grid_h, grid_w = _roi_geometry(rois, (ph, pw), spatial_scale, sampling_ratio, aligned)
     gh, gw = ys.shape[2], xs.shape[2]
     per_roi = c * ph * gh * pw * gw
