@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from helpers import run_python
+from helpers import ROOT, run_python
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from toy import ToyClassifier, ToyImages
@@ -250,3 +250,22 @@ def test_a_disabled_fix_leaves_its_symptom(name, code, symptom):
 def test_unknown_fix_names_are_refused():
     res = _run_with_disabled("numpy_in1d,no_such_fix", "import cpvt_mm")
     assert res.returncode != 0 and "unknown fixes ['no_such_fix']" in res.stderr
+
+
+def test_host_package_bases_resolve_without_pkg_resources():
+    """setuptools >= 82 has no pkg_resources, through which mmengine finds ``mmpretrain::`` / ``mmseg::`` bases."""
+    code = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'pkg_resources':\n"
+        "            raise ModuleNotFoundError(\"No module named 'pkg_resources'\", name='pkg_resources')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import cpvt_mm\n"
+        "from mmengine.config import Config\n"
+        f"cfg = Config.fromfile({str(ROOT / 'configs/segmentation/pcpvt-s_fpn_fpnhead_8xb4-80k_ade20k-512x512.py')!r})\n"
+        "assert cfg.train_dataloader.dataset.type == 'ADE20KDataset'\n"
+    )
+    assert _run_with_disabled("", code).returncode == 0
+    off = _run_with_disabled("config_package", code)
+    assert off.returncode != 0 and "No module named 'pkg_resources'" in off.stderr

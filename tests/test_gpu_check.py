@@ -1,4 +1,5 @@
-"""The prepared GPU check (issue 12) runs its whole plan on CPU with --dry-run, as `make test` requires."""
+"""The prepared GPU check runs its whole plan on CPU with --dry-run, as `make test` requires: model checks, every
+task trained end to end through the tools, the SDPA probe and the benchmarks."""
 
 import json
 import os
@@ -11,13 +12,21 @@ from helpers import ROOT
 def test_gpu_check_dry_run_writes_checks_and_benchmarks(tmp_path):
     env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, OMP_NUM_THREADS="1")
     res = subprocess.run(
-        ["bash", "scripts/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        ["bash", "scripts/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["checks"] and all(c["ok"] for c in report["checks"]), report["checks"]
     names = {c["name"] for c in report["checks"]}
     assert {"SVT: padding-aware batch vs alone", "PCPVT: bf16 backward", "CPVT: fused vs reference attention"} <= names
+    tasks = {t["name"]: t for t in report["tasks"]}
+    assert {t["task"] for t in tasks.values()} == {"classification", "segmentation", "detection"}
+    assert all(t["ok"] and t["s_per_iter"] and t["losses"] for t in tasks.values()), tasks
+    assert "mmseg's Twins" in " ".join(tasks) and "dist_train" in " ".join(tasks)
+    assert "accuracy/top1" in tasks["PCPVT-S ImageNet recipe"]["metrics"]
+    assert "coco/segm_mAP" in tasks["Mask R-CNN PCPVT-S ms-3x (dist_train.sh, 1 process)"]["metrics"]
+    assert not any(t["warnings"] for t in tasks.values()), tasks  # e.g. DDP's grad-stride warning
+    assert report["sdpa"]["accepts_mask"]["MATH"] is True
     assert [b["config"]["mode"] for b in report["benchmarks"]] == ["infer", "train"]
     assert set(report["benchmarks"][0]["results"]) == {"cpvt_mm", "timm", "mmpretrain"}
     assert report["benchmarks"][1]["config"]["with_cp"] is True

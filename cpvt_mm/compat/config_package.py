@@ -10,8 +10,12 @@ transform not already scoped by an ``mmpretrain::`` base) in cpvt_mm's registrie
 is not in the cpvt_mm::model registry'``. cpvt_mm's configs are configs of their toolkit (its ``default_scope``)
 and name cpvt_mm's own classes as ``cpvt_mm.X``, so a ``cpvt_mm::`` base is read like a local base: no scope.
 
+A third: MMEngine finds every ``package::`` base through ``pkg_resources``, which setuptools 82 removed; then
+``mmpretrain::`` / ``mmseg::`` bases fail with ``No module named 'pkg_resources'``.
+
 Fix: add cpvt_mm to the table (the configs ship inside the package under ``cpvt_mm/.mim``), answer cpvt_mm's
-own installed path from the imported package, and give ``cpvt_mm::`` bases no ``_scope_``.
+own installed path from the imported package, give ``cpvt_mm::`` bases no ``_scope_``, and find a package
+through importlib where ``pkg_resources`` is missing.
 """
 
 from __future__ import annotations
@@ -49,11 +53,51 @@ def apply() -> bool:
     if getattr(original, "_cpvt_mm", False):
         return True
 
+    original_is_installed = config_module.is_installed
+
     def get_installed_path(package: str) -> str:
         if package == "cpvt_mm":
             return PACKAGE_DIR
-        return original(package)
+        try:
+            return original(package)
+        except ModuleNotFoundError as e:  # setuptools >= 82 has no pkg_resources, which mmengine imports here
+            if e.name != "pkg_resources":
+                raise
+            return _module_dir(package)
+
+    def is_installed(package: str) -> bool:
+        try:
+            return original_is_installed(package)
+        except ModuleNotFoundError as e:
+            if e.name != "pkg_resources":
+                raise
+            try:
+                _module_dir(package)
+            except ModuleNotFoundError:
+                return False
+            return True
 
     get_installed_path._cpvt_mm = True  # type: ignore[attr-defined]
     config_module.get_installed_path = get_installed_path
+    config_module.is_installed = is_installed
     return True
+
+
+def _module_dir(package: str) -> str:
+    """Where an installed distribution's module lives (``mmsegmentation`` -> ``.../mmseg``), by importlib alone."""
+    import importlib.metadata
+    import importlib.util
+
+    names = [package]
+    try:  # the distribution's own list of its top-level modules
+        names += (importlib.metadata.distribution(package).read_text("top_level.txt") or "").split()
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin is not None:
+            return osp.dirname(spec.origin)
+    raise ModuleNotFoundError(f"{package} is not installed", name=package)
