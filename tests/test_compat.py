@@ -252,6 +252,9 @@ def test_unknown_fix_names_are_refused():
     assert res.returncode != 0 and "unknown fixes ['no_such_fix']" in res.stderr
 
 
+SEG_CONFIG = "pcpvt-s_fpn_fpnhead_8xb4-80k_ade20k-512x512.py"
+
+
 def test_host_package_bases_resolve_without_pkg_resources():
     """setuptools >= 82 has no pkg_resources, through which mmengine finds ``mmpretrain::`` / ``mmseg::`` bases."""
     code = (
@@ -263,7 +266,7 @@ def test_host_package_bases_resolve_without_pkg_resources():
         "sys.meta_path.insert(0, Block())\n"
         "import cpvt_mm\n"
         "from mmengine.config import Config\n"
-        f"cfg = Config.fromfile({str(ROOT / 'configs/segmentation/pcpvt-s_fpn_fpnhead_8xb4-80k_ade20k-512x512.py')!r})\n"
+        f"cfg = Config.fromfile({str(ROOT / 'configs/segmentation' / SEG_CONFIG)!r})\n"
         "assert cfg.train_dataloader.dataset.type == 'ADE20KDataset'\n"
     )
     assert _run_with_disabled("", code).returncode == 0

@@ -20,6 +20,7 @@ through importlib where ``pkg_resources`` is missing.
 
 from __future__ import annotations
 
+import contextlib
 import os.path as osp
 
 PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))  # .../cpvt_mm
@@ -89,10 +90,8 @@ def _module_dir(package: str) -> str:
     import importlib.util
 
     names = [package]
-    try:  # the distribution's own list of its top-level modules
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):  # the distribution's own top-level modules
         names += (importlib.metadata.distribution(package).read_text("top_level.txt") or "").split()
-    except importlib.metadata.PackageNotFoundError:
-        pass
     for name in names:
         try:
             spec = importlib.util.find_spec(name)
