@@ -18,10 +18,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 DRY=0
+EXTRA=()  # passed on to tools/analysis_tools/gpu_check.py (e.g. --budget 300)
 for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY=1 ;;
-    *) echo "usage: bash scripts/gpu_check.sh [--dry-run]" >&2; exit 2 ;;
+    -h|--help) echo "usage: bash scripts/gpu_check.sh [--dry-run] [gpu_check.py options, e.g. --budget 300]"; exit 0 ;;
+    *) EXTRA+=("$arg") ;;
   esac
 done
 log() { printf '[gpu_check] %s\n' "$*"; }
@@ -30,7 +32,7 @@ if [ "$DRY" = 1 ]; then
   PY="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
   OUT="${OUT:-work_dirs/gpu_check_dry}"
   log "dry run on CPU with $PY: no installation, tiny plan"
-  exec env OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" "$PY" tools/analysis_tools/gpu_check.py --dry-run --out "$OUT"
+  exec env OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" "$PY" tools/analysis_tools/gpu_check.py --dry-run --out "$OUT" ${EXTRA[@]+"${EXTRA[@]}"}
 fi
 
 PY="${PYTHON:-python3}"
@@ -58,4 +60,4 @@ print('[gpu_check] torch', torch.__version__, torch.cuda.get_device_name(), '| m
 '| mmpretrain', mmpretrain.__version__, '| timm', timm.__version__)
 print('[gpu_check]', mmcv_ops.describe())"
 log "model checks, task runs and benchmarks -> $OUT"
-"$PY" tools/analysis_tools/gpu_check.py --out "$OUT"
+"$PY" tools/analysis_tools/gpu_check.py --out "$OUT" ${EXTRA[@]+"${EXTRA[@]}"}

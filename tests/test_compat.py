@@ -272,3 +272,17 @@ def test_host_package_bases_resolve_without_pkg_resources():
     assert _run_with_disabled("", code).returncode == 0
     off = _run_with_disabled("config_package", code)
     assert off.returncode != 0 and "No module named 'pkg_resources'" in off.stderr
+
+
+def test_mmpretrain_imports_next_to_transformers_5(tmp_path):
+    """A transformers 5 (here a stand-in whose import fails, as mmpretrain's BLIP imports do under the real one)
+    must not take mmpretrain's classifiers down with its multimodal models."""
+    (tmp_path / "transformers").mkdir()
+    (tmp_path / "transformers/__init__.py").write_text("raise ImportError('transformers 5 has no such API')\n")
+    (tmp_path / "transformers-5.0.0.dist-info").mkdir()
+    (tmp_path / "transformers-5.0.0.dist-info/METADATA").write_text("Metadata-Version: 2.1\nName: transformers\n"
+                                                                    "Version: 5.0.0\n")  # fmt: skip
+    code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import cpvt_mm, mmpretrain.models"
+    assert _run_with_disabled("", code).returncode == 0
+    off = _run_with_disabled("mmpretrain_multimodal", code)
+    assert off.returncode != 0 and "transformers 5 has no such API" in off.stderr

@@ -8,6 +8,8 @@ test in ``tests/test_compat.py`` that shows the symptom with the fix switched of
 ``torchvision_cpu`` torchvision importable on a CPU-only torch (pure-PyTorch ``nms``); a no-op on GPU builds
 ``mmcv_ops``        ``mmcv.ops`` on an mmcv without compiled ops: nms, roi_align and sigmoid focal loss from
                     torchvision / PyTorch, every other op a one-line error when called; inert with compiled ops
+``mmpretrain_multimodal`` mmpretrain importable next to transformers 5 (its multimodal models become the
+                    placeholders it registers without transformers)
 ``checkpoints``     every mmengine checkpoint scheme loads weights-only through a checked allow-list; saves are
                     atomic, durable and digested
 ``numpy_in1d``      ``np.in1d`` restored (removed in numpy 2.4, still called by mmpretrain's metrics)
@@ -34,7 +36,7 @@ from ..checkpoint import (
     load_checkpoint_file,
     safe_checkpoint_globals,
 )
-from . import checkpoints, config_package, mmcv_ops, numpy2, torchvision_cpu
+from . import checkpoints, config_package, mmcv_ops, mmpretrain_multimodal, numpy2, torchvision_cpu
 from .torchvision_cpu import patch_torchvision
 
 __all__ = [
@@ -68,6 +70,11 @@ class Fix:
 FIXES: tuple[Fix, ...] = (
     Fix("torchvision_cpu", "torchvision's CUDA build does not import on a CPU-only torch", torchvision_cpu.apply),
     Fix("mmcv_ops", "mmcv 2.1 has no compiled ops for current torch/CUDA; mmdet/mmseg import them", mmcv_ops.apply),
+    Fix(
+        "mmpretrain_multimodal",
+        "mmpretrain 1.2's multimodal models fail to import under transformers 5",
+        mmpretrain_multimodal.apply,
+    ),
     Fix("checkpoints", "mmengine's URL loaders unpickle unsafely; its saves are not atomic", checkpoints.apply),
     Fix("numpy_in1d", "numpy 2.4 removed np.in1d, which mmpretrain's metrics call", numpy2.apply),
     Fix("config_package", "mmengine does not resolve cpvt_mm:: config references", config_package.apply),
