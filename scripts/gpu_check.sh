@@ -54,6 +54,12 @@ if ! "$PY" -c "import mmengine, mmcv, mmpretrain, mmdet, mmseg" >/dev/null 2>&1;
   MMCV_WITH_OPS=0 "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps \
     --no-build-isolation --target "$SITE" "$WHEELS"/mmcv-2.1.0.tar.gz
 fi
+# The wheel folder must hold what the host lacks; seen missing (2026-12-04): importlib_metadata (< 10, which
+# needs lazy_importer) and model-index (the modelindex 0.0.2 wheel is an empty placeholder that requires it).
+missing="$("$PY" -c "import importlib.util as u
+print(' '.join(m for m in ('importlib_metadata', 'modelindex', 'pycocotools', 'shapely', 'terminaltables', 'addict',
+  'yapf', 'mat4py', 'ftfy', 'regex', 'prettytable', 'termcolor') if u.find_spec(m) is None))")"
+[ -z "$missing" ] || { echo "[gpu_check] missing on this host and in $WHEELS: $missing (add their py3 wheels)" >&2; exit 1; }
 "$PY" -c "import torch, mmcv, mmengine, mmpretrain, timm, cpvt_mm, mmdet.models, mmseg.models, mmpretrain.models
 from cpvt_mm.compat import mmcv_ops
 print('[gpu_check] torch', torch.__version__, torch.cuda.get_device_name(), '| mmcv', mmcv.__version__, \

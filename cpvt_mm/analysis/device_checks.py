@@ -17,7 +17,7 @@ from torch import nn
 
 from ..models import CPVT, PCPVT, SVT, set_fused_attn
 
-__all__ = ["CheckResult", "run_device_checks"]
+__all__ = ["CheckResult", "run_compile_checks", "run_device_checks"]
 
 _PYRAMID = dict(embed_dims=[16, 32, 48, 64], depths=[1, 2, 2, 1], num_heads=[1, 2, 2, 4],
                 mlp_ratios=[2, 2, 2, 2], sr_ratios=[4, 2, 2, 1])  # fmt: skip
@@ -42,7 +42,8 @@ class CheckResult:
 def _rel(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> float:
     """Largest relative difference over all outputs (max |a - b| / max |b|)."""
     return max(
-        float((x.float() - y.float()).abs().max() / y.float().abs().max().clamp_min(1e-12)) for x, y in zip(a, b)
+        float((x.float().cpu() - y.float().cpu()).abs().max() / y.float().cpu().abs().max().clamp_min(1e-12))
+        for x, y in zip(a, b)
     )
 
 
@@ -78,6 +79,16 @@ def run_device_checks(device: str | torch.device, compile_backend: str | None = 
             results.append(_padding_check(name, model, x))
         if compile_backend:
             results.append(_compile_check(name, model, device, compile_backend))
+    return results
+
+
+def run_compile_checks(device: str | torch.device, backend: str = "inductor") -> list[CheckResult]:
+    """Only the dynamic-shape compile checks (slow to compile: the GPU check runs them last, time-limited)."""
+    device = torch.device(device)
+    results = []
+    for name, build in BUILDERS.items():
+        torch.manual_seed(0)
+        results.append(_compile_check(name, build().eval().to(device), device, backend))
     return results
 
 

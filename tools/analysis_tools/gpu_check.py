@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import subprocess
 import sys
 import time
 import traceback
@@ -93,6 +94,24 @@ def sdpa_with_key_mask(device: str) -> dict:
     return out
 
 
+def compile_checks(device: str, timeout: float) -> list[dict]:
+    """:func:`run_compile_checks` in a child process, so that a compile that takes too long can be stopped."""
+    code = (
+        "import json, cpvt_mm\n"
+        "from cpvt_mm.analysis.device_checks import run_compile_checks\n"
+        f"print('CHECKS', json.dumps([c.as_dict() for c in run_compile_checks({device!r})]))\n"
+    )
+    try:
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return [dict(name="compiled (inductor, dynamic) vs eager", ok=False, detail=f"not done in {timeout:.0f} s")]
+    found = [ln for ln in res.stdout.splitlines() if ln.startswith("CHECKS ")]
+    if res.returncode or not found:
+        tail = (res.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        return [dict(name="compiled (inductor, dynamic) vs eager", ok=False, detail=f"exit {res.returncode}: {tail}")]
+    return json.loads(found[-1][len("CHECKS ") :])
+
+
 def write(out_dir: str, report: dict, lines: list[str]) -> None:
     """results.json / results.md, rewritten whole (atomically) after every step."""
     os.makedirs(out_dir, exist_ok=True)
@@ -124,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[gpu_check] {time.time() - t0:5.0f} s  {title}", flush=True)
 
     step("model checks")
-    report["checks"] = [c.as_dict() for c in run_device_checks(device, None if args.dry_run else "inductor")]
+    try:  # the dynamic-shape compile checks come last (minutes of compiling on torch 2.11)
+        report["checks"] = [c.as_dict() for c in run_device_checks(device, compile_backend=None)]
+    except Exception:  # the task runs and benchmarks still run and report
+        report["checks"] = [dict(name="model checks", ok=False, detail=traceback.format_exc(limit=4))]
     lines += ["## Model checks", "", "| check | ok | detail |", "|---|---|---|"]
     lines += [f"| {c['name']} | {'yes' if c['ok'] else '**NO**'} | {c['detail']} |" for c in report["checks"]]
     write(args.out, report, lines)
@@ -150,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "## SDPA with a key mask (padding-aware mode, padded windows)", "", "```",
               json.dumps(report["sdpa"], indent=1), "```"]  # fmt: skip
     write(args.out, report, lines)
+
+    if not args.dry_run:
+        step("compile checks (dynamic shapes, inductor), in a process of their own")
+        report["checks"] += compile_checks(device, timeout=max(30.0, min(180.0, args.budget + 120 - time.time() + t0)))
+        lines += [f"| {c['name']} | {'yes' if c['ok'] else '**NO**'} | {c['detail']} |" for c in report["checks"][-3:]]
+        write(args.out, report, lines)
 
     lines += ["", "## Benchmarks"]
     for run_args in plan(args.dry_run):
