@@ -16,7 +16,8 @@ import torch
 from helpers import ROOT, build_model, logged, run_tool
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT
+from toy import TINY_PCPVT
+from toy_configs import CLASSES, dump, tiny_config, toy_batch
 
 from cpvt_mm.apis import InferenceInputError, infer_and_draw
 from cpvt_mm.datasets import make_toy_coco
@@ -28,8 +29,6 @@ KEY_CONFIGS = [
     "mask-rcnn_pcpvt-s_fpn_ms-3x_coco.py",
     "mask-rcnn_cpvt-s_sfp_1x_coco.py",
 ]
-CLASSES = ("circle", "square", "triangle")
-TINY_WIDTH = 32  # FPN / head channels of the tiny detectors
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,76 +41,6 @@ def _cached_metafiles():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cfg_utils, "load", parse)
         yield
-
-
-@pytest.fixture(scope="module")
-def toy_coco(tmp_path_factory) -> str:
-    """16 train / 6 val images of the toy shapes set, in the COCO 2017 layout."""
-    return make_toy_coco(str(tmp_path_factory.mktemp("coco")), num_train=16, num_val=6, seed=0)
-
-
-def tiny_config(name: str, data_root: str, work_dir: Path | None = None, max_epochs: int = 4) -> Config:
-    """The named config with tiny widths, no pretrained weights, images within 150x120 from ``data_root``, a short
-    warm-up and constant lr, per-iteration logging (window 1: the raw losses) and no validation while training.
-    """
-    cfg = Config.fromfile(str(ROOT / "configs/detection" / name))
-    model = cfg.model
-    backbone = model.backbone
-    backbone.init_cfg = None
-    backbone.drop_path_rate = 0.0
-    if backbone.type == "cpvt_mm.CPVT":
-        backbone.arch = TINY_CPVT
-        model.neck.in_channels = TINY_CPVT["embed_dims"]
-    else:
-        backbone.arch = TINY_SVT if backbone.type == "cpvt_mm.SVT" else TINY_PCPVT
-        model.neck.in_channels = TINY_PCPVT["embed_dims"]
-    model.neck.out_channels = TINY_WIDTH
-    if model.type == "RetinaNet":
-        model.bbox_head.update(in_channels=TINY_WIDTH, feat_channels=TINY_WIDTH, stacked_convs=2, num_classes=3)
-    else:
-        model.rpn_head.update(in_channels=TINY_WIDTH, feat_channels=TINY_WIDTH)
-        roi = model.roi_head
-        roi.bbox_roi_extractor.out_channels = roi.mask_roi_extractor.out_channels = TINY_WIDTH
-        roi.bbox_head.update(in_channels=TINY_WIDTH, fc_out_channels=64, num_classes=3)
-        roi.mask_head.update(in_channels=TINY_WIDTH, conv_out_channels=TINY_WIDTH, num_convs=2, num_classes=3)
-        model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
-        model.train_cfg.rcnn.sampler.num = 64
-        model.test_cfg.rpn.update(nms_pre=200, max_per_img=100)
-    for step in cfg.train_dataloader.dataset.pipeline + cfg.test_dataloader.dataset.pipeline:
-        if step.type == "Resize":
-            step.scale = (150, 120)
-        elif step.type == "RandomChoiceResize":
-            step.scales = [(150, 104), (150, 120)]
-    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        cfg[loader].update(batch_size=2, num_workers=0, persistent_workers=False)
-        cfg[loader].dataset.update(data_root=data_root, metainfo=dict(classes=CLASSES))
-    for evaluator in ("val_evaluator", "test_evaluator"):
-        cfg[evaluator].ann_file = osp.join(data_root, "annotations/instances_val2017.json")
-    cfg.optim_wrapper.optimizer.lr = 1e-3
-    cfg.param_scheduler = [dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=4)]
-    cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval=1)
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None  # tools/test.py evaluates
-    cfg.default_hooks.logger.interval = 1
-    cfg.log_processor = dict(type="LogProcessor", window_size=1, by_epoch=True)
-    cfg.randomness = dict(seed=0)
-    if work_dir is not None:
-        cfg.work_dir = str(work_dir)
-    return cfg
-
-
-def dump(cfg: Config, path: Path) -> Path:
-    cfg.dump(str(path))
-    return path
-
-
-def toy_batch(cfg: Config, indices: tuple[int, ...] = (0, 1)) -> dict:
-    """Samples of the config's train set, through its own pipeline, collated as the dataloader does."""
-    from mmdet.registry import DATASETS
-    from mmengine.dataset import pseudo_collate
-
-    with DefaultScope.overwrite_default_scope("mmdet"):
-        dataset = DATASETS.build(cfg.train_dataloader.dataset)
-        return pseudo_collate([dataset[i] for i in indices])
 
 
 # --------------------------------------------------------------------------- configs
@@ -324,7 +253,7 @@ def coco_metrics(output: str) -> dict[str, float]:
     return {w[:-1]: float(v) for w, v in itertools.pairwise(words) if w.startswith("coco/")}
 
 
-def test_with_both_mmcv_kernels(cfg_path: Path, ckpt: Path, tmp_path: Path) -> dict[str, float]:
+def evaluate_with_both_mmcv_kernels(cfg_path: Path, ckpt: Path, tmp_path: Path) -> dict[str, float]:
     """tools/test.py on mmcv's compiled kernels and on cpvt_mm's torchvision-backed ones (the install without
     compiled ops): the same detections and the same COCO metrics. Returns the metrics."""
     import pickle
@@ -351,21 +280,11 @@ def test_with_both_mmcv_kernels(cfg_path: Path, ckpt: Path, tmp_path: Path) -> d
     return metrics
 
 
-@pytest.fixture(scope="module")
-def mask_rcnn_run(toy_coco, tmp_path_factory) -> tuple[Path, Path]:
-    """A tiny Mask R-CNN (PCPVT) trained for 8 epochs (64 iterations) on the toy set through tools/train.py."""
-    work = tmp_path_factory.mktemp("mask_rcnn") / "work"
-    cfg = tiny_config("mask-rcnn_pcpvt-s_fpn_1x_coco.py", toy_coco, work, max_epochs=8)
-    path = dump(cfg, work.parent / "mask-rcnn_tiny.py")
-    run_tool(str(ROOT / "tools/train.py"), str(path))
-    return path, work / "epoch_8.pth"
-
-
 @pytest.mark.slow
 def test_mask_rcnn_trains_and_tests_with_coco_bbox_and_segm_metrics(mask_rcnn_run, tmp_path):
     cfg_path, ckpt = mask_rcnn_run
     assert_loss_decreases(ckpt.parent)
-    metrics = test_with_both_mmcv_kernels(cfg_path, ckpt, tmp_path)
+    metrics = evaluate_with_both_mmcv_kernels(cfg_path, ckpt, tmp_path)
     assert {"coco/bbox_mAP", "coco/bbox_mAP_50", "coco/segm_mAP", "coco/segm_mAP_50"} <= set(metrics)
     # it really detects: about 0.6 / 0.5 here after 64 iterations; 0.0 when the RoI heads pool scrambled maps
     assert metrics["coco/bbox_mAP_50"] > 0.2 and metrics["coco/segm_mAP_50"] > 0.2, metrics
@@ -377,7 +296,7 @@ def test_retinanet_trains_and_tests_with_coco_bbox_metrics(toy_coco, tmp_path):
     path = dump(tiny_config("retinanet_pcpvt-s_fpn_1x_coco.py", toy_coco, work, max_epochs=4), tmp_path / "cfg.py")
     run_tool(str(ROOT / "tools/train.py"), str(path))
     assert_loss_decreases(work)
-    metrics = test_with_both_mmcv_kernels(path, work / "epoch_4.pth", tmp_path)
+    metrics = evaluate_with_both_mmcv_kernels(path, work / "epoch_4.pth", tmp_path)
     assert {"coco/bbox_mAP", "coco/bbox_mAP_50"} <= set(metrics) and "coco/segm_mAP" not in metrics
     assert all(-1.0 <= v <= 1.0 for v in metrics.values())
 

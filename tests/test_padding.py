@@ -16,9 +16,8 @@ import torch.nn.functional as F
 from helpers import build_model
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from test_detection import mask_rcnn_run, toy_coco  # noqa: F401  (module fixtures, trained here once)
-from test_segmentation import FPN, UPER, load, tiny
 from toy import TINY_CPVT, TINY_PCPVT
+from toy_configs import FPN, UPER, load, tiny
 
 import cpvt_mm
 from cpvt_mm.models import CPVT, PCPVT, SVT, SimpleFeaturePyramid, attach, lookup
@@ -255,7 +254,7 @@ def test_detector_uses_the_mode_through_its_config():
 
 
 @pytest.mark.slow
-def test_trained_detector_predicts_the_same_alone_and_batched(mask_rcnn_run):  # noqa: F811 (fixture)
+def test_trained_detector_predicts_the_same_alone_and_batched(mask_rcnn_run):
     """End to end through mmdet's Mask R-CNN built from the shipped config (padding-aware preprocessor and RPN
     head) and trained on the toy set: each validation image alone and padded into a batch with a larger one
     gives the same boxes, scores, labels and masks. (With mmdet's own RPNHead, anchors in the batch padding

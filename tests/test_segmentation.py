@@ -15,64 +15,24 @@ import numpy as np
 import pytest
 import torch
 from helpers import ROOT, build_model, logged_losses, run_tool
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
-from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT
+from toy import TINY_SVT
+from toy_configs import FPN, SEG_DIR, TINY_CROP, UPER, backbone_dims, load, tiny
 
 from cpvt_mm.datasets import make_toy_ade20k
 
-SEG_DIR = ROOT / "configs/segmentation"
 SEG_CONFIGS = sorted(glob.glob(str(SEG_DIR / "*.py")))
 FAMILIES = ("pcpvt", "svt")
-FPN = "{}-{}_fpn_fpnhead_8xb4-80k_ade20k-512x512.py"
-UPER = "{}-{}_uperhead_8xb2-160k_ade20k-512x512.py"
 CPVT_MLN = "cpvt-s_mln_uperhead_8xb2-160k_ade20k-512x512.py"
 KEY_CONFIGS = [FPN.format("pcpvt", "s"), UPER.format("pcpvt", "s"), CPVT_MLN]
 # one of each kind: Semantic FPN, UperNet on both pyramid families, UperNet through MultiLevelNeck
 KINDS = [FPN.format("pcpvt", "s"), UPER.format("svt", "s"), CPVT_MLN]
 SIZES = [(61, 77), (100, 64)]  # neither side a multiple of 32 (nor of 7, SVT's window)
-TINY_CROP = (64, 64)
 
 
 # --------------------------------------------------------------------------- helpers
-def load(name: str) -> Config:
-    return Config.fromfile(str(SEG_DIR / name))
-
-
-def backbone_dims(backbone: ConfigDict) -> list[int]:
-    """The stage widths the backbone of ``backbone`` (a config) returns, from its class's arch zoo."""
-    import cpvt_mm.models as models
-
-    cls = getattr(models, backbone.type.split(".")[-1])
-    arch = backbone.arch if isinstance(backbone.arch, dict) else cls.arch_zoo[backbone.arch]
-    dims = arch["embed_dims"]
-    return [dims] * len(backbone.out_indices) if isinstance(dims, int) else [dims[i] for i in backbone.out_indices]
-
-
-def tiny(cfg: Config) -> Config:
-    """``cfg`` with tiny widths everywhere (backbone, neck, heads) and 64px training batches; same structure,
-    types and recipe."""
-    cfg = copy.deepcopy(cfg)
-    model = cfg.model
-    model.data_preprocessor.size = TINY_CROP
-    backbone = model.backbone
-    backbone.init_cfg = None
-    backbone.drop_path_rate = 0.0
-    if backbone.type == "cpvt_mm.CPVT":
-        backbone.update(arch=TINY_CPVT, patch_size=8, out_indices=(0, 1, 2, 3))
-    else:
-        backbone.arch = TINY_SVT if backbone.type == "cpvt_mm.SVT" else TINY_PCPVT
-    dims = backbone_dims(backbone)
-    head_in = dims
-    if model.get("neck"):
-        model.neck.in_channels = dims
-        model.neck.out_channels = 16
-        head_in = [16] * 4
-    model.decode_head.update(in_channels=head_in, channels=16)
-    if model.get("auxiliary_head"):
-        model.auxiliary_head.update(in_channels=head_in[model.auxiliary_head.in_index], channels=8)
-    return cfg
 
 
 def logits_and_preds(model: torch.nn.Module, size: tuple[int, int]) -> tuple[torch.Tensor, list]:
