@@ -6,6 +6,7 @@ a status instead of killing pytest. ATTACKS and URL_SCHEMES below are what the R
 
 from __future__ import annotations
 
+import contextlib
 import copyreg
 import io
 import json
@@ -509,11 +510,171 @@ def test_training_killed_repeatedly_resumes_to_the_same_weights(tmp_path):
     assert "cpvt_mm_digest" in b["meta"]
     for k in a["state_dict"]:
         torch.testing.assert_close(b["state_dict"][k], a["state_dict"][k], rtol=0, atol=1e-6, msg=k)
-    # the "replace" kill hit after epoch_2 was durable but before epoch_1 was retired: that one stays behind
-    assert sorted(p.name for p in killed.glob("*.pth")) == ["epoch_1.pth", "epoch_4.pth"]
+    # the "replace" kill hit after epoch_2 was durable but before epoch_1 was retired: the resume prunes it
+    assert sorted(p.name for p in killed.glob("*.pth")) == ["epoch_4.pth"]
+    assert (killed / "last_checkpoint").read_text() == str(killed / "epoch_4.pth")
     assert not list(killed.glob(".*.cpvt-tmp"))
 
 
 def test_bytes_io_checkpoint_named_in_errors():
     with pytest.raises(CorruptCheckpointError, match="in-memory"):
         load_checkpoint_file(io.BytesIO(b""))
+
+
+# --------------------------------------------------------------------------- 8. issue 23: kills seen in the field
+LOCK_HOLDER = r"""
+import os, sys, time
+sys.path.insert(0, sys.argv[2])
+from cpvt_mm.engine import WorkDirLock
+WorkDirLock(sys.argv[1]).acquire()
+child = os.fork()
+if child == 0:  # what a DataLoader worker is: a forked child that outlives its parent for a while
+    time.sleep(60)
+    os._exit(0)
+print("held", child, flush=True)
+time.sleep(600)
+"""
+
+
+def test_work_dir_lock_dies_with_its_process_not_with_forked_children(tmp_path):
+    from cpvt_mm.engine import WorkDirBusyError, WorkDirLock
+
+    holder = subprocess.Popen(
+        [PY, "-c", LOCK_HOLDER, str(tmp_path), str(ROOT)], stdout=subprocess.PIPE, text=True, env=_env()
+    )
+    child = None
+    try:
+        word, child = holder.stdout.readline().split()
+        child = int(child)
+        assert word == "held"
+        with pytest.raises(WorkDirBusyError, match=f"pid {holder.pid}"):
+            WorkDirLock(str(tmp_path)).acquire()
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        os.kill(child, 0)  # the orphan lives on ...
+        WorkDirLock(str(tmp_path)).acquire().release()  # ... without holding the lock
+    finally:
+        holder.kill()
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+
+class _FakeRunner:
+    """What SafeCheckpointHook touches of a Runner: enough to drive saves and resumes without training."""
+
+    def __init__(self, work: Path, resume_from: Path | None = None, keep_ckpt_ids: list[int] | None = None) -> None:
+        from mmengine.logging import MessageHub, MMLogger
+
+        self.work_dir = str(work)
+        self.logger = MMLogger.get_instance(f"fake-{id(self)}")
+        self.message_hub = MessageHub.get_instance(f"fake-{id(self)}")
+        if keep_ckpt_ids is not None:
+            self.message_hub.update_info("keep_ckpt_ids", keep_ckpt_ids)
+        self._resume, self._load_from = resume_from is not None, None if resume_from is None else str(resume_from)
+        self.epoch = 0
+
+    def save_checkpoint(self, out_dir, filename, *args, **kwargs) -> None:
+        save_checkpoint({"state_dict": {"w": torch.zeros(1)}, "meta": {}}, os.path.join(out_dir, filename))
+
+
+def _hook(max_keep_ckpts: int = 1, **kwargs):
+    from cpvt_mm.engine import SafeCheckpointHook
+
+    return SafeCheckpointHook(interval=1, max_keep_ckpts=max_keep_ckpts, **kwargs)
+
+
+def test_last_checkpoint_pointer_is_replaced_atomically(tmp_path, monkeypatch):
+    """A kill while the pointer is written leaves the old pointer, never an empty file (mmengine truncated it)."""
+    import builtins
+
+    runner = _FakeRunner(tmp_path)
+    hook = _hook(max_keep_ckpts=-1)
+    hook.before_train(runner)
+    hook._save_checkpoint_with_step(runner, 1, {})
+    pointer = tmp_path / "last_checkpoint"
+    assert pointer.read_text() == str(tmp_path / "epoch_1.pth")
+
+    class Killed(BaseException):
+        pass
+
+    real_open, real_replace = builtins.open, os.replace
+
+    def open_(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if str(file).endswith("last_checkpoint") and "w" in mode:
+            f.close()  # truncated in place: the kill lands before the write
+            raise Killed
+        return f
+
+    def replace(src, dst, *args, **kwargs):
+        if str(dst).endswith("last_checkpoint"):
+            raise Killed  # the new pointer is written and fsynced, not yet renamed
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(Killed):
+        hook._save_checkpoint_with_step(runner, 2, {})
+    monkeypatch.undo()
+    assert pointer.read_text() == str(tmp_path / "epoch_1.pth")
+    assert (tmp_path / "epoch_2.pth").exists()  # the save itself completed; resume picks the newer file
+
+
+@pytest.mark.parametrize("max_keep", [1, 2])
+def test_resume_prunes_checkpoints_whose_deletion_a_kill_interrupted(tmp_path, max_keep):
+    # max_keep_ckpts retired epochs 1-3 in turn, each killed before the deletion: 5 stays behind the resumed one
+    for s in (1, 2, 3, 4, 5, 6):
+        _fake_run(tmp_path, [s])
+    (tmp_path / "best_accuracy_top1_epoch_2.pth").write_bytes((tmp_path / "epoch_2.pth").read_bytes())
+    runner = _FakeRunner(tmp_path, resume_from=tmp_path / "epoch_5.pth", keep_ckpt_ids=[5])
+    hook = _hook(max_keep_ckpts=max_keep)
+    hook.before_train(runner)
+    kept = ["epoch_4.pth", "epoch_5.pth"] if max_keep == 2 else ["epoch_5.pth"]
+    # epoch_6 is newer than the resumed checkpoint (not this history's to retire; training overwrites it)
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == sorted(
+        ["best_accuracy_top1_epoch_2.pth", *kept, "epoch_6.pth"]
+    )
+    assert list(hook.keep_ckpt_ids) == [int(k[6]) for k in kept]
+    assert runner.message_hub.get_info("keep_ckpt_ids") == [int(k[6]) for k in kept]
+    # the next save retires what max_keep_ckpts says, counting the survivors
+    runner.save_checkpoint(str(tmp_path), "epoch_6.pth")
+    hook._save_checkpoint_with_step(runner, 6, {})
+    assert sorted(p.name for p in tmp_path.glob("epoch_*.pth")) == (
+        ["epoch_5.pth", "epoch_6.pth"] if max_keep == 2 else ["epoch_6.pth"]
+    )
+
+
+def test_a_fresh_run_never_prunes(tmp_path):
+    for s in (1, 2, 3):
+        _fake_run(tmp_path, [s])
+    runner = _FakeRunner(tmp_path)
+    _hook(max_keep_ckpts=1).before_train(runner)
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["epoch_1.pth", "epoch_2.pth", "epoch_3.pth"]
+
+
+@pytest.mark.slow
+def test_run_with_workers_killed_resumes_at_once(tmp_path):
+    """kill -9 of a run whose DataLoader workers outlive it: the restarted --resume is not refused."""
+    from mmengine.config import Config
+    from test_classification import tiny_config
+    from toy import make_imagenet_layout
+
+    root = make_imagenet_layout(tmp_path / "data", per_class=4)
+    work = tmp_path / "work"
+    path = tiny_config("pcpvt-small_8xb128_in1k.py", root, work, max_epochs=2)
+    cfg = Config.fromfile(str(path))
+    cfg.train_dataloader.num_workers = 2
+    cfg.train_dataloader.persistent_workers = True
+    cfg.default_hooks.checkpoint.max_keep_ckpts = 1
+    cfg.custom_imports = dict(imports=["kill_points"], allow_failed_imports=False)
+    cfg.custom_hooks = [dict(type="KillPoint")]
+    cfg.dump(str(path))
+    cmd = [PY, "tools/train.py", str(path)]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, env=_env(CPVT_KILL_AT="iter:3"))
+    assert res.returncode == -signal.SIGKILL, res.stderr[-3000:]
+    res = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, cwd=ROOT, timeout=600, env=_env())
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "in use by another training run" not in res.stderr
+    assert sorted(p.name for p in work.glob("*.pth")) == ["epoch_2.pth"]
+    assert (work / "last_checkpoint").read_text() == str(work / "epoch_2.pth")

@@ -26,6 +26,7 @@ import os.path as osp
 import re
 import socket
 import time
+from collections import deque
 from typing import Any
 
 from mmengine.config import Config
@@ -42,9 +43,11 @@ __all__ = [
     "SafeCheckpointHook",
     "WorkDirBusyError",
     "WorkDirLock",
+    "checkpoint_steps",
     "find_resume_checkpoint",
     "process_rank",
     "use_safe_checkpoint_hook",
+    "write_last_checkpoint",
 ]
 
 LOCK_NAME = ".cpvt_mm.lock"
@@ -65,6 +68,8 @@ class _DeferredRemoval:
         self.pending.append(("rmtree", path))
 
     def flush(self, keep: str | None = None) -> None:
+        if not self.pending:
+            return
         pending, self.pending = self.pending, []
         for op, path in pending:
             if path != keep:
@@ -96,18 +101,99 @@ class SafeCheckpointHook(CheckpointHook):
                 if "://" not in str(directory):
                     for path in remove_stale_temp_files(str(directory)):
                         runner.logger.info(f"Removed {path}, left by a save that was killed.")
+            if getattr(runner, "_resume", False):
+                self._prune_on_resume(runner)
+            self.file_backend.flush()
+
+    def _prune_on_resume(self, runner: Any) -> None:
+        """Retire the checkpoints whose deletion a kill interrupted (``max_keep_ckpts`` counts from here).
+
+        mmengine drops a retired step from ``keep_ckpt_ids`` (which the new checkpoint stores) before the file
+        is deleted, so a kill in between leaves a file that no later run knew about. On resume, the
+        ``epoch_N`` / ``iter_N`` files of ``out_dir`` older than the resumed one are pruned to the newest
+        ``max_keep_ckpts - 1``; the resumed checkpoint, newer ones, ``best_*`` and other files stay.
+        """
+        if self.max_keep_ckpts <= 0 or "://" in str(self.out_dir):
+            return
+        found = checkpoint_steps(str(self.out_dir), self.filename_tmpl)
+        resumed = getattr(runner, "_load_from", None)
+        resumed_step = next((s for s, p in found.items() if resumed and osp.abspath(p) == osp.abspath(resumed)), None)
+        if resumed_step is None:  # resumed from elsewhere: the newest step this run's history knows
+            known = [s for s in self.keep_ckpt_ids if s in found]
+            if not known:
+                return
+            resumed_step = max(known)
+        older = sorted(s for s in found if s < resumed_step)
+        keep = older[len(older) - (self.max_keep_ckpts - 1) :] if self.max_keep_ckpts > 1 else []
+        best = {osp.abspath(p) for p in _best_paths(self)}
+        for step in older:
+            if step not in keep and osp.abspath(found[step]) not in best:
+                runner.logger.info(
+                    f"Removing {found[step]}: max_keep_ckpts={self.max_keep_ckpts} retired it before "
+                    "a kill interrupted its deletion."
+                )
+                self.file_backend.remove(found[step])
+        self.keep_ckpt_ids = deque([*keep, resumed_step], self.max_keep_ckpts)
+        runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
 
     def _save_checkpoint_with_step(self, runner: Any, step: int, meta: dict) -> None:
-        super()._save_checkpoint_with_step(runner, step, meta)
+        """mmengine's own, except that ``last_checkpoint`` is replaced atomically (mmengine truncates and
+        rewrites it in place, so a kill in between left it empty) and retired files go last."""
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                retired = self.keep_ckpt_ids.popleft()
+                if is_main_process():
+                    path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(retired))
+                    if self.file_backend.isfile(path):
+                        self.file_backend.remove(path)  # deferred until the pointer names the new one
+                    elif self.file_backend.isdir(path):
+                        self.file_backend.rmtree(path)
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+        ckpt_filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
+        runner.message_hub.update_info("last_ckpt", self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir,
+            ckpt_filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args,
+        )
         if is_main_process():
-            # mmengine wrote last_checkpoint in place; make the pointer durable before anything is deleted
-            atomic_write_text(osp.join(runner.work_dir, "last_checkpoint"), str(self.last_ckpt))
+            write_last_checkpoint(runner.work_dir, str(self.last_ckpt))  # durable before anything is deleted
             self.file_backend.flush(keep=self.last_ckpt)
 
     def _save_best_checkpoint(self, runner: Any, metrics: dict) -> None:
         super()._save_best_checkpoint(runner, metrics)
         if is_main_process():
             self.file_backend.flush(keep=getattr(self, "best_ckpt_path", None))
+
+
+def _best_paths(hook: Any) -> list[str]:
+    paths = [getattr(hook, "best_ckpt_path", None), *getattr(hook, "best_ckpt_path_dict", {}).values()]
+    return [p for p in paths if p]
+
+
+def write_last_checkpoint(work_dir: str, checkpoint: str) -> None:
+    """Point ``<work_dir>/last_checkpoint`` at ``checkpoint``: temp file, fsync, ``os.replace``, folder fsync,
+    so a kill leaves the old pointer or the new one, never an empty or half-written file."""
+    atomic_write_text(osp.join(work_dir, "last_checkpoint"), checkpoint)
+
+
+def checkpoint_steps(directory: str, filename_tmpl: str = "epoch_{}.pth") -> dict[int, str]:
+    """``{step: path}`` of the files in ``directory`` named by ``filename_tmpl`` (e.g. ``epoch_{}.pth``)."""
+    head, _, tail = filename_tmpl.partition("{}")
+    pattern = re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + "$")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return {}
+    return {int(m.group(1)): osp.join(directory, n) for n in names if (m := pattern.match(n))}
 
 
 def use_safe_checkpoint_hook(cfg: Config) -> Config:
@@ -212,12 +298,36 @@ def process_rank() -> int:
     return 0
 
 
+_HELD_LOCKS: set[WorkDirLock] = set()  # strong: a lock nobody references is still held until release
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (a dataloader worker): close the inherited lock descriptors.
+
+    ``flock`` belongs to the open file description, which ``fork`` shares: a worker that kept the descriptor
+    would keep the work dir locked after its parent died (orphaned workers linger for seconds). Closing the
+    child's copy (never ``LOCK_UN``, which would unlock it for the parent too) leaves the lock to the parent.
+    """
+    for lock in list(_HELD_LOCKS):
+        fd, lock._fd = lock._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 class WorkDirLock:
     """An exclusive ``flock`` on ``<work_dir>/.cpvt_mm.lock``, held for the life of a training run.
 
-    ``flock`` locks belong to the open file, so the kernel drops them when the process dies, however it
-    dies: a crashed or killed run never blocks the next one. Only rank 0 should take it (other ranks of
-    the same run share the work dir by design).
+    The lock dies with the process that took it, however it dies: the kernel drops a ``flock`` when the last
+    descriptor of the open file is closed, the descriptor is close-on-exec (not passed to programs the run
+    starts), and forked children (dataloader workers) close their copy right after the fork, so orphaned
+    workers of a killed run never hold it. Only rank 0 should take it (other ranks of the same run share the
+    work dir by design).
     """
 
     def __init__(self, work_dir: str) -> None:
@@ -228,7 +338,7 @@ class WorkDirLock:
         import fcntl
 
         os.makedirs(osp.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -242,9 +352,11 @@ class WorkDirLock:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {stamp}\n".encode(), 0)
         self._fd = fd
+        _HELD_LOCKS.add(self)
         return self
 
     def release(self) -> None:
+        _HELD_LOCKS.discard(self)
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
