@@ -279,40 +279,6 @@ def _roi_align_plain(
         arg_y[sl] = torch.where(hit, ys[sl][rk, py, where // gw], arg_y[sl])
         arg_x[sl] = torch.where(hit, xs[sl][rk, px, where % gw], arg_x[sl])
     return out, arg_y, arg_x
-    ys, xs, grid_h, grid_w = _roi_geometry(rois, (ph, pw), spatial_scale, sampling_ratio, aligned)
-    gh, gw = ys.shape[2], xs.shape[2]
-    per_roi = c * ph * gh * pw * gw
-    step = max(1, max_elements // max(per_roi, 1))
-    flat = input.flatten(2)  # (B, C, H*W)
-    for s in range(0, k, step):
-        sl = slice(s, s + step)
-        n = ys[sl].shape[0]
-        # every sample point of every bin: (n, ph, gh, pw, gw)
-        y = ys[sl].view(n, ph, gh, 1, 1).expand(n, ph, gh, pw, gw)
-        x = xs[sl].view(n, 1, 1, pw, gw).expand(n, ph, gh, pw, gw)
-        index, weights, _ = _bilinear_corners(y, x, height, width)
-        feats = flat[rois[sl, 0].long()]  # (n, C, H*W)
-        val = None
-        for i, w in zip(index, weights, strict=True):
-            v = w.unsqueeze(1) * feats.gather(2, i.reshape(n, 1, -1).expand(n, c, -1)).view(n, c, ph, gh, pw, gw)
-            val = v if val is None else val + v
-        iy = torch.arange(gh, device=input.device).view(1, 1, gh, 1, 1)
-        ix = torch.arange(gw, device=input.device).view(1, 1, 1, 1, gw)
-        real = (iy < grid_h[sl].view(n, 1, 1, 1, 1)) & (ix < grid_w[sl].view(n, 1, 1, 1, 1))  # (n,1,gh,1,gw)
-        val = val.masked_fill(~real.unsqueeze(1), float("-inf"))
-        # (n, C, ph, gh, pw, gw) -> (n, C, ph, pw, gh * gw): the samples of a bin last, in mmcv's loop order
-        val = val.permute(0, 1, 2, 4, 3, 5).reshape(n, c, ph, pw, gh * gw)
-        best, where = val.max(dim=-1)
-        hit = best > -10000.0  # mmcv keeps a sample only when it beats its -10000 start value
-        py = torch.arange(ph, device=input.device).view(1, 1, ph, 1).expand(n, c, ph, pw)
-        px = torch.arange(pw, device=input.device).view(1, 1, 1, pw).expand(n, c, ph, pw)
-        rk = torch.arange(n, device=input.device).view(n, 1, 1, 1).expand(n, c, ph, pw)
-        sample_y = ys[sl][rk, py, where // gw]
-        sample_x = xs[sl][rk, px, where % gw]
-        out[sl] = torch.where(hit, best, out[sl])
-        arg_y[sl] = torch.where(hit, sample_y, arg_y[sl])
-        arg_x[sl] = torch.where(hit, sample_x, arg_x[sl])
-    return out, arg_y, arg_x
 
 
 def _scatter_bilinear(
