@@ -14,9 +14,9 @@ from mmengine.config import Config
 from toy import make_fashion_mnist
 
 import cpvt_mm.evaluation as er
+from cpvt_experiments.demo import run_demo
 from cpvt_mm.apis import prepare_train_config, train
 from cpvt_mm.datasets import IDX_FILES, check_fashion_mnist
-from cpvt_mm.evaluation.demo import run_demo
 
 DEMO_DIR = ROOT / "configs/classification/demo"
 DEMO_CONFIGS = {

@@ -653,3 +653,94 @@ def test_attention_backward_splits_qkv_without_zero_filled_gradients(attn, hw):
     (want,) = torch.autograd.grad(attn(x, hw).square().sum(), x)
     set_fused_attn(attn, True)
     torch.testing.assert_close(grad, want, atol=1e-5, rtol=1e-4)
+
+
+# ======================================================== PEG options the experiments train (from test_experiments.py)
+# --------------------------------------------------------------------------- PEG on the embedding ("position -1")
+def test_peg_on_embedding_runs_before_block_zero():
+    model = CPVT(arch=TINY_CPVT, patch_size=4, peg_positions=("embed", 2)).eval()
+    assert {k.split(".")[1] for k in model.state_dict() if k.startswith("pegs.")} == {"embed", "2"}
+    order = []
+    for name in ("pegs.embed", "blocks.0", "blocks.2", "pegs.2"):
+        model.get_submodule(name).register_forward_pre_hook(lambda m, a, name=name: order.append(name))
+    model(torch.randn(1, 3, 32, 32))
+    assert order == ["pegs.embed", "blocks.0", "blocks.2", "pegs.2"]
+    # the embedding's PEG belongs to the embedding for layer-wise decay and freezing
+    assert model.get_layer_depth("pegs.embed.proj.weight")[0] == 0
+    frozen = CPVT(arch=TINY_CPVT, peg_positions=("embed",), frozen_stages=0).train()
+    assert not any(p.requires_grad for p in frozen.pegs["embed"].parameters())
+
+
+def test_peg_on_embedding_changes_the_output_and_keeps_padding_invariance():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 32, 48)
+    model = CPVT(arch=TINY_CPVT, patch_size=4, peg_positions=("embed",), with_cls_token=False).eval()
+    plain = CPVT(arch=TINY_CPVT, patch_size=4, peg_positions=(), with_cls_token=False).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        assert not torch.allclose(model(x)[0], plain(x)[0], atol=1e-4)
+        batch = torch.zeros(2, 3, 48, 48)
+        batch[0, :, :32, :48] = x[0]
+        padded = model(batch, valid_sizes=torch.tensor([[32, 48], [48, 48]]))[0]
+        torch.testing.assert_close(padded[0], model(x)[0][0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [("embd",), ("embed", "embed"), (0, 9)])
+def test_peg_positions_refuse_unknown_entries(bad):
+    with pytest.raises(ValueError, match="peg_positions"):
+        CPVT(arch=TINY_CPVT, peg_positions=bad)
+
+
+# --------------------------------------------------------------------------- PEG padding modes (claim 4's control)
+def test_circular_peg_sees_no_border_and_zero_peg_does():
+    """Shifting the token map shifts a circular PEG's output exactly (no absolute position anywhere);
+    a zero-padded PEG's output changes beyond the shift: the border is what tells position."""
+    torch.manual_seed(0)
+    tokens = torch.randn(2, 6 * 5, 8)
+    shifted = tokens.reshape(2, 6, 5, 8).roll((2, 1), dims=(1, 2)).reshape(2, 30, 8)
+    for mode, equivariant in (("circular", True), ("zeros", False)):
+        peg = PEG(8, padding_mode=mode)
+        out = peg(tokens, (6, 5)).reshape(2, 6, 5, 8).roll((2, 1), dims=(1, 2)).reshape(2, 30, 8)
+        assert torch.allclose(peg(shifted, (6, 5)), out, atol=1e-6) is equivariant, mode
+    assert PEG(8, padding_mode="circular").state_dict().keys() == PEG(8).state_dict().keys()
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        PEG(8, padding_mode="wrap")
+
+
+def test_circular_peg_refuses_a_padded_batch_and_runs_an_unpadded_one():
+    model = CPVT(arch=TINY_CPVT, patch_size=4, peg_padding_mode="circular", with_cls_token=False).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        full = model(x, valid_sizes=torch.tensor([[32, 32], [32, 32]]))[0]  # nothing padded: the plain path
+        torch.testing.assert_close(full, model(x)[0])
+        with pytest.raises(ValueError, match="padding_mode='circular' cannot run a padded batch"):
+            model(x, valid_sizes=torch.tensor([[32, 32], [24, 32]]))
+
+
+@pytest.mark.parametrize("mode", ["zeros", "circular"])
+def test_dilated_peg_on_an_enlarged_map_is_the_trained_peg_enlarged(mode):
+    """A map enlarged 2x (each token four times) through a PEG dilated by 2 gives exactly the enlarged output
+    of the undilated PEG: the dilation lets a PEG see an enlarged image at the scale it was trained on."""
+    torch.manual_seed(0)
+    tokens = torch.randn(2, 5 * 4, 8)
+    peg = PEG(8, padding_mode=mode)
+    enlarge = lambda t, h, w: t.reshape(2, h, w, 8).repeat_interleave(2, 1).repeat_interleave(2, 2).reshape(2, -1, 8)  # noqa: E731
+    expected = enlarge(peg(tokens, (5, 4)), 5, 4)
+    assert not torch.allclose(peg(enlarge(tokens, 5, 4), (10, 8)), expected, atol=1e-3)  # undilated: it differs
+    peg.set_dilation(2)
+    torch.testing.assert_close(peg(enlarge(tokens, 5, 4), (10, 8)), expected)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="dilation must be a positive integer"):
+            peg.set_dilation(bad)
+
+
+def test_dilated_peg_keeps_padding_invariance():
+    torch.manual_seed(0)
+    model = CPVT(arch=TINY_CPVT, patch_size=4, peg_dilation=2, with_cls_token=False).eval()
+    x = torch.randn(1, 3, 40, 56)
+    batch = torch.zeros(2, 3, 64, 64)
+    batch[0, :, :40, :56] = x[0]
+    with torch.no_grad():
+        padded = model(batch, valid_sizes=torch.tensor([[40, 56], [64, 64]]))[0]
+        torch.testing.assert_close(padded[0], model(x)[0][0], atol=1e-5, rtol=1e-5)
+    assert model.state_dict().keys() == CPVT(arch=TINY_CPVT, patch_size=4, with_cls_token=False).state_dict().keys()

@@ -4,9 +4,9 @@
     python tools/demo.py --data-root /path/to/fashion-mnist --sizes 28 36 44 56
 
 Trains three small transformers that differ only in position encoding (PEG, learned table, none) on
-Fashion-MNIST at 28x28 through ``tools/train.py``, tests them at unseen sizes through
-``tools/analysis_tools/eval_resolutions.py`` and merges the reports into ``work_dirs/demo/``. What runs and
-why: :mod:`cpvt_mm.evaluation.demo`; this file only parses the command line.
+Fashion-MNIST at 28x28 (``cpvt_mm.apis.train``), tests them at unseen sizes
+(``cpvt_mm.evaluation.evaluate_sizes``) and merges the reports into ``work_dirs/demo/``. What runs and why:
+``projects/cpvt_experiments/cpvt_experiments/demo.py``; this file only parses the command line.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run from a checkout without install
+sys.path.insert(0, osp.join(ROOT, "projects", "cpvt_experiments"))  # the research code lives outside cpvt_mm
 
 import cpvt_mm  # noqa: F401, E402  (compat layer and registries before any toolkit import)
+from cpvt_experiments.demo import DEFAULT_SIZES, run_demo  # noqa: E402
 from cpvt_mm.cli import add_fashion_mnist_root  # noqa: E402
-from cpvt_mm.evaluation.demo import DEFAULT_SIZES, run_demo  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -8,7 +8,8 @@
 Trains the variants of ``configs/classification/experiments/`` (none / learned table / PEG; PEG before or after
 block 0; one or three PEGs; class token or average pooling) under two resolution protocols, tests each at the
 protocol's sizes, probes token positions, and writes ``report.md``, ``summary.json`` and figures into the work
-dir. What runs and why: :mod:`cpvt_mm.evaluation.experiments`; results: ``docs/experiments.md``.
+dir. What runs and why: ``projects/cpvt_experiments/cpvt_experiments/experiments.py``; results:
+``docs/experiments.md``.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import sys
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)  # run from a checkout without install
+sys.path.insert(0, osp.join(ROOT, "projects", "cpvt_experiments"))  # the research code lives outside cpvt_mm
 
 import cpvt_mm  # noqa: F401, E402  (compat layer and registries before any toolkit import)
+from cpvt_experiments.experiments import QUICK_OPTIONS, run_experiments  # noqa: E402
 from cpvt_mm.cli import add_fashion_mnist_root  # noqa: E402
-from cpvt_mm.evaluation.experiments import QUICK_OPTIONS, run_experiments  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,11 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
-    extra = QUICK_OPTIONS if args.quick else ()
+    extra = dict(QUICK_OPTIONS) if args.quick else {}
     if args.epochs is not None:
         if args.epochs < 2:
             raise SystemExit("--epochs: at least 2 (the learning curve needs two points)")
-        extra = (*extra, f"train_cfg.max_epochs={args.epochs}")
+        extra["train_cfg.max_epochs"] = args.epochs
     return run_experiments(
         args.data_root, args.work_dir, args.seeds, args.jobs, args.variants, extra, figures=not args.no_figures
     )

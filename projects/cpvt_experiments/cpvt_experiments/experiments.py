@@ -2,57 +2,60 @@
 resolution protocols, PEG placement, a position probe and attention maps.
 
 Every run is one config of ``configs/classification/experiments/`` and one seed, and goes through the
-project's own entry points, each in its own process, as a user would run them:
+library's own functions, the ones the command lines under ``tools/`` call:
 
-1. ``tools/train.py`` (``--resume``: an interrupted run continues from its last epoch), with a validation
+1. :func:`cpvt_mm.apis.train` (resuming: an interrupted run continues from its last epoch), with a validation
    pass after each epoch at the training size: the learning curve;
-2. ``tools/analysis_tools/eval_resolutions.py`` at the protocol's test sizes, with the final weights;
-3. ``python -m cpvt_mm.analysis.position_probe``: the linear position read-out after block 0;
-4. for models with a PEG, ``eval_resolutions.py`` once more at the largest size with the PEGs dilated by the
-   enlargement (``model.backbone.peg_dilation``; a run finished before this step existed gets it on the
-   next rerun).
+2. :func:`cpvt_mm.evaluation.evaluate_sizes` at the protocol's test sizes, with the final weights;
+3. :func:`.position_probe.probe_checkpoint`: the linear position read-out after block 0;
+4. for models with a PEG, :func:`~cpvt_mm.evaluation.evaluate_sizes` once more at the largest size with the
+   PEGs dilated by the enlargement (the config field ``model.backbone.peg_dilation``; a run finished before
+   this step existed gets it on the next rerun).
 
 A run is finished when its ``result.json`` exists (written last, atomically): a rerun skips it, so an
 interrupted suite resumes where it stopped. Runs are spread over ``jobs`` worker processes with one thread
-each (two on a 2-core CPU). When all runs are finished the report is built: mean +- std over seeds per
-variant and size, paired differences between variants (same seed), the curves, probe scores and an
-attention-map panel (PEG / table / none on the same test images), in ``<work_dir>/report.md`` and PNGs.
+each (two on a 2-core CPU); each run's output goes to its ``run.log``. When all runs are finished the report
+is built: mean +- std over seeds per variant and size, paired differences between variants (same seed), the
+curves, probe scores and an attention-map panel (PEG / table / none on the same test images), in
+``<work_dir>/report.md`` and PNGs.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import multiprocessing
 import os
 import os.path as osp
-import subprocess
-import sys
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from statistics import mean, stdev
 from typing import Any
 
-from ..datasets.fashion_mnist import check_fashion_mnist
-from ..fileio import atomic_write_text
+from cpvt_mm.datasets.fashion_mnist import check_fashion_mnist
+from cpvt_mm.fileio import atomic_write_bytes, atomic_write_text
+
+from .steps import logged_step
 
 __all__ = ["PROTOCOLS", "QUICK_OPTIONS", "VARIANTS", "Run", "build_report", "plan_runs", "run_experiments"]
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# the checkout (projects/cpvt_experiments/cpvt_experiments/ -> the root): configs/
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 CONFIG_DIR = osp.join("configs", "classification", "experiments")
 
 
 # ``--quick``: the whole pipeline on a few hundred images and two short epochs (tests, trying things out).
-QUICK_OPTIONS = (
-    "train_dataloader.dataset.indices=256",
-    "train_dataloader.batch_size=64",
-    "val_dataloader.dataset.indices=100",
-    "test_dataloader.dataset.indices=100",
-    "train_cfg.max_epochs=2",
-    "param_scheduler.0.end=2",
-    "param_scheduler.1.begin=2",
-)
+QUICK_OPTIONS: dict[str, Any] = {
+    "train_dataloader.dataset.indices": 256,
+    "train_dataloader.batch_size": 64,
+    "val_dataloader.dataset.indices": 100,
+    "test_dataloader.dataset.indices": 100,
+    "train_cfg.max_epochs": 2,
+    "param_scheduler.0.end": 2,
+    "param_scheduler.1.begin": 2,
+}
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ class Run:
 
     @property
     def config(self) -> str:
-        return osp.join(CONFIG_DIR, f"fmnist-{self.protocol}-{self.variant}.py")
+        return osp.join(ROOT, CONFIG_DIR, f"fmnist-{self.protocol}-{self.variant}.py")
 
     @property
     def name(self) -> str:
@@ -128,21 +131,6 @@ def plan_runs(seeds: Sequence[int], variants: Sequence[str] | None = None) -> li
     chosen = [t for t in VARIANTS if not variants or f"{t[0]}-{t[1]}" in variants]
     # seed-major order: an interrupted suite has whole seeds of every variant rather than all seeds of a few
     return [Run(p, v, label, s) for s in seeds for p, v, label in chosen]
-
-
-def _tool(*parts: str) -> str:
-    return osp.join(ROOT, "tools", *parts)
-
-
-def _call(cmd: Sequence[str], log_path: str, env: dict[str, str]) -> None:
-    with open(log_path, "a") as log:
-        log.write(f"\n$ {' '.join(cmd)}\n")
-        log.flush()
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
-    if proc.returncode:
-        with open(log_path) as f:
-            tail = "".join(f.readlines()[-25:])
-        raise RuntimeError(f"{osp.basename(cmd[1])} failed (exit {proc.returncode}); end of {log_path}:\n{tail}")
 
 
 def _learning_curve(run_dir: str) -> list[float]:
@@ -165,35 +153,48 @@ def load_result(path: str) -> dict[str, Any]:
     return result
 
 
-def execute_run(run: Run, work_dir: str, data_root: str, extra: Sequence[str] = ()) -> dict[str, Any]:
-    """Train, test at every size and probe one run; returns (and writes) its ``result.json``."""
+def _needs_work(result_path: str, run: Run) -> bool:
+    """Not finished, or finished before the dilated test existed."""
+    if not osp.isfile(result_path):
+        return True
+    return run.variant not in NO_PEG and "dilated" not in load_result(result_path)
+
+
+def execute_run(run: Run, work_dir: str, data_root: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train, test at every size and probe one run; returns (and writes) its ``result.json``.
+
+    ``extra``: config overrides (``key.sub: value``) for every step, e.g. :data:`QUICK_OPTIONS`.
+    """
+    from cpvt_mm.apis import prepare_train_config, train
+
+    from .position_probe import probe_checkpoint
+
     run_dir = osp.join(work_dir, run.name)
     result_path = osp.join(run_dir, "result.json")
-    threads = dict(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env = dict(os.environ, **threads)
-    data = [f"{k}.dataset.data_root={data_root}" for k in ("train_dataloader", "val_dataloader", "test_dataloader")]
+    data = {f"{k}.dataset.data_root": data_root for k in ("train_dataloader", "val_dataloader", "test_dataloader")}
+    extra = dict(extra or {})
     log = osp.join(run_dir, "run.log")
     if osp.isfile(result_path):
         result = load_result(result_path)
         if run.variant not in NO_PEG and "dilated" not in result:  # finished before the dilated test existed
-            result["dilated"] = _dilated_test(run, osp.join(run_dir, result["checkpoint"]), run_dir, data, extra, env)
+            checkpoint = osp.join(run_dir, result["checkpoint"])
+            with logged_step(log):
+                result["dilated"] = _dilated_test(run, checkpoint, run_dir, {**data, **extra})
             atomic_write_text(result_path, json.dumps(result, indent=1) + "\n")
         return result
     os.makedirs(run_dir, exist_ok=True)
     start = time.monotonic()
-    options = [f"randomness.seed={run.seed}", *data, *extra]
-    py = sys.executable
-    _call([py, _tool("train.py"), run.config, "--work-dir", run_dir, "--resume", "--cfg-options", *options], log, env)
+    options = {"randomness.seed": run.seed, **data, **extra}
+    with logged_step(log):
+        print(f"\n# train {run.config} in {run_dir} (resuming), options {options}", flush=True)
+        train(prepare_train_config(run.config, work_dir=run_dir, resume="auto", cfg_options=options), auto_resume=True)
     with open(osp.join(run_dir, "last_checkpoint")) as f:
         checkpoint = f.read().strip()
-    sizes = [str(s) for s in PROTOCOLS[run.protocol].sizes]
-    res_dir = osp.join(run_dir, "resolutions")
-    accuracy = _evaluate(run, checkpoint, sizes, run.label, res_dir, [*data, *extra], env)
-    probe_path = osp.join(run_dir, "probe.json")
-    probe = [py, "-m", "cpvt_mm.analysis.position_probe", run.config, checkpoint, "--out", probe_path]
-    _call([*probe, "--cfg-options", *data], log, env)
-    with open(probe_path) as f:
-        probe = json.load(f)
+    sizes = PROTOCOLS[run.protocol].sizes
+    with logged_step(log):
+        accuracy = _evaluate(run, checkpoint, sizes, run.label, osp.join(run_dir, "resolutions"), {**data, **extra})
+        print(f"\n# position probe of {checkpoint}", flush=True)
+        probe = probe_checkpoint(run.config, checkpoint, osp.join(run_dir, "probe.json"), data)
     result = dict(
         run=run.name,
         protocol=run.protocol,
@@ -206,37 +207,47 @@ def execute_run(run: Run, work_dir: str, data_root: str, extra: Sequence[str] = 
         probe=probe,
     )
     if run.variant not in NO_PEG:
-        result["dilated"] = _dilated_test(run, checkpoint, run_dir, data, extra, env)
+        with logged_step(log):
+            result["dilated"] = _dilated_test(run, checkpoint, run_dir, {**data, **extra})
     result["wall_s"] = round(time.monotonic() - start, 1)
     atomic_write_text(result_path, json.dumps(result, indent=1) + "\n")
     return result
 
 
 def _evaluate(
-    run: Run, checkpoint: str, sizes: Sequence[str], label: str, out_dir: str, options: Sequence[str], env: dict
+    run: Run, checkpoint: str, sizes: Sequence[int], label: str, out_dir: str, options: Mapping[str, Any]
 ) -> dict[int, float]:
-    """``eval_resolutions.py`` on one checkpoint (logged to the run.log beside ``out_dir``); top-1 by size."""
-    cmd = [sys.executable, _tool("analysis_tools", "eval_resolutions.py"), run.config, checkpoint, "--sizes", *sizes]
-    _call(
-        [*cmd, "--label", label, "--out-dir", out_dir, "--cfg-options", *options],
-        osp.join(osp.dirname(out_dir), "run.log"),
-        env,
-    )
-    with open(osp.join(out_dir, "resolutions.json")) as f:
-        (model,) = json.load(f)["models"]
+    """:func:`cpvt_mm.evaluation.evaluate_sizes` on one checkpoint, its report in ``out_dir``; top-1 by size."""
+    from cpvt_mm.evaluation import evaluate_sizes, write_report
+
+    print(f"\n# test {checkpoint} at {list(sizes)}, options {dict(options)}", flush=True)
+    model = evaluate_sizes(run.config, checkpoint, sizes, osp.join(out_dir, "logs"), label, dict(options))
+    write_report([model], out_dir)
     return {int(s): float(v["accuracy/top1"]) for s, v in model["results"].items()}
 
 
-def _dilated_test(
-    run: Run, checkpoint: str, run_dir: str, data: Sequence[str], extra: Sequence[str], env: dict[str, str]
-) -> dict[str, Any]:
-    """Top-1 at the protocol's largest size with every PEG dilated (``model.backbone.peg_dilation``)."""
+def _dilated_test(run: Run, checkpoint: str, run_dir: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-1 at the protocol's largest size with every PEG dilated (config field ``model.backbone.peg_dilation``)."""
     proto = PROTOCOLS[run.protocol]
     size, d = proto.sizes[-1], proto.dilation
-    options = [f"model.backbone.peg_dilation={d}", *data, *extra]
+    options = {"model.backbone.peg_dilation": d, **options}
     out_dir = osp.join(run_dir, f"resolutions-dilated{d}")
-    accuracy = _evaluate(run, checkpoint, [str(size)], f"{run.label}, dilated {d}", out_dir, options, env)
+    accuracy = _evaluate(run, checkpoint, [size], f"{run.label}, dilated {d}", out_dir, options)
     return dict(dilation=d, size=size, accuracy=accuracy[size])
+
+
+def _one_thread() -> None:
+    """A worker's initializer: one thread per run (``jobs`` runs share the cores)."""
+    import torch
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    torch.set_num_threads(1)
+
+
+def _timed_run(run: Run, work_dir: str, data_root: str, extra: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
+    t = time.monotonic()
+    return execute_run(run, work_dir, data_root, extra), time.monotonic() - t
 
 
 def run_experiments(
@@ -245,35 +256,52 @@ def run_experiments(
     seeds: Sequence[int] = (0, 1, 2),
     jobs: int = 2,
     variants: Sequence[str] | None = None,
-    extra: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
     figures: bool = True,
 ) -> str:
-    """Run (or resume) the whole suite and write the report; returns the report's path."""
+    """Run (or resume) the whole suite and write the report; returns the report's path.
+
+    Unfinished runs go to ``jobs`` worker processes (spawned, one thread each); finished ones are read here.
+    """
     data_root = osp.abspath(data_root)
     work_dir = osp.abspath(work_dir)
+    extra = dict(extra or {})
     check_fashion_mnist(data_root)
     runs = plan_runs(seeds, variants)
     done = sum(osp.isfile(osp.join(work_dir, r.name, "result.json")) for r in runs)
     print(f"[experiments] {len(runs)} runs ({done} already finished), {jobs} at a time, in {work_dir}", flush=True)
     start = time.monotonic()
 
-    def one(run: Run) -> dict[str, Any]:
-        t = time.monotonic()
-        result = execute_run(run, work_dir, data_root, extra)
+    def report(run: Run, result: dict[str, Any], seconds: float) -> None:
         acc = result["accuracy"][PROTOCOLS[run.protocol].train_size]
         print(
             f"[experiments] {run.name}: top-1 {acc:.2f} at the training size "
-            f"({time.monotonic() - t:.0f} s; {time.monotonic() - start:.0f} s since start)",
+            f"({seconds:.0f} s; {time.monotonic() - start:.0f} s since start)",
             flush=True,
         )
-        return result
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = list(pool.map(one, runs))
+    results: dict[str, dict[str, Any]] = {}
+    todo = [r for r in runs if _needs_work(osp.join(work_dir, r.name, "result.json"), r)]
+    for run in runs:
+        if run not in todo:
+            results[run.name], seconds = _timed_run(run, work_dir, data_root, extra)
+            report(run, results[run.name], seconds)
+    if todo:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter per worker, not a fork of this one
+        with ProcessPoolExecutor(max(1, jobs), mp_context=context, initializer=_one_thread) as pool:
+            futures = {pool.submit(_timed_run, run, work_dir, data_root, extra): run for run in todo}
+            for future in as_completed(futures):
+                run = futures[future]
+                try:
+                    results[run.name], seconds = future.result()
+                except Exception as e:
+                    log = osp.join(work_dir, run.name, "run.log")
+                    raise RuntimeError(f"run {run.name} failed ({type(e).__name__}: {e}); see {log}") from e
+                report(run, results[run.name], seconds)
     wall = time.monotonic() - start
-    report = build_report(results, work_dir, data_root, panel=figures)
-    print(f"[experiments] done in {wall / 60:.1f} min: {report}", flush=True)
-    return report
+    report_path = build_report([results[r.name] for r in runs], work_dir, data_root, panel=figures)
+    print(f"[experiments] done in {wall / 60:.1f} min: {report_path}", flush=True)
+    return report_path
 
 
 def _ms(values: Sequence[float]) -> str:
@@ -415,8 +443,6 @@ def _savefig(fig: Any, path: str) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    from ..fileio import atomic_write_bytes
-
     atomic_write_bytes(path, buf.getvalue())
     return path
 
@@ -475,8 +501,8 @@ def _plot_curves(groups: dict, labels: dict, work_dir: str) -> str:
 
 def _attention_panel(groups: dict, work_dir: str, data_root: str) -> str | None:
     """PEG / table / none (protocol (a), lowest seed) on the same three test images, blocks 1 and 3."""
-    from ..analysis.attention_maps import attention_figure, load_model
-    from ..datasets.fashion_mnist import read_idx_images
+    from cpvt_mm.analysis.attention_maps import attention_figure, load_model
+    from cpvt_mm.datasets.fashion_mnist import read_idx_images
 
     models = []
     for v in ("peg", "table", "none"):
@@ -512,14 +538,15 @@ def _attention_statistics(groups: dict, labels: dict, work_dir: str, data_root: 
     """
     import torch
 
-    from ..analysis.attention_maps import (
+    from cpvt_mm.analysis.attention_maps import load_model
+    from cpvt_mm.datasets.fashion_mnist import idx_image_count, read_idx_images
+
+    from .attention_stats import (
         attention_matrices,
         attention_overlap,
-        load_model,
         mean_attention_distance,
         uniform_attention_distance,
     )
-    from ..datasets.fashion_mnist import idx_image_count, read_idx_images
 
     count = min(ATTENTION_IMAGES, idx_image_count(data_root, "test"))
     distance: dict[str, dict] = {}

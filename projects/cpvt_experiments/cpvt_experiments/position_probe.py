@@ -8,19 +8,27 @@ hints at position (Fashion-MNIST's borders are mostly background): that model is
 must beat. Scores are reported for all tokens, for the border ring and for the interior separately, since the
 paper credits the PEG's zero padding at the border as the source of absolute position.
 
-    python -m cpvt_mm.analysis.position_probe CONFIG CHECKPOINT --out probe.json [--cfg-options ...]
+The suite calls :func:`probe_checkpoint`; by hand (with ``projects/cpvt_experiments`` on ``PYTHONPATH``):
+
+    python -m cpvt_experiments.position_probe CONFIG CHECKPOINT --out probe.json [--cfg-options ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["fit_probe", "probe_model", "token_features"]
+from cpvt_mm.analysis.attention_maps import config_test_side, load_model
+from cpvt_mm.apis.config import load_config
+from cpvt_mm.datasets.fashion_mnist import idx_image_count, read_idx_images
+from cpvt_mm.fileio import atomic_write_text
+
+__all__ = ["fit_probe", "probe_checkpoint", "probe_model", "token_features"]
 
 
 def token_features(model: nn.Module, x: Tensor, after_block: int = 0) -> tuple[Tensor, tuple[int, int]]:
@@ -88,13 +96,32 @@ def probe_model(model: nn.Module, train_images: Tensor, test_images: Tensor) -> 
     return {"grid": list(hw), **fit_probe(train, test, hw)}
 
 
+def probe_checkpoint(
+    config: str,
+    checkpoint: str,
+    out: str,
+    cfg_options: Mapping[str, Any] | None = None,
+    train_images: int = 2000,
+    test_images: int = 1000,
+) -> dict[str, Any]:
+    """Probe a Fashion-MNIST checkpoint on the config's data at its test size; writes ``out`` (JSON)."""
+    cfg = load_config(config, cfg_options)
+    model = load_model(cfg, checkpoint)
+    size = config_test_side(cfg)
+    if size is None:
+        raise ValueError(f"{config}: the test pipeline has no Resize / CenterCrop step giving the test size")
+    root = cfg.test_dataloader.dataset.data_root
+    # as many images as asked for, or all there are (a small dataset, the suite's --quick runs)
+    counts = {s: min(n, idx_image_count(root, s)) for s, n in (("train", train_images), ("test", test_images))}
+    train = read_idx_images(root, "train", counts["train"], size)
+    test = read_idx_images(root, "test", counts["test"], size)
+    result = {**probe_model(model, train, test), "images": counts}
+    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from mmengine.config import DictAction
-
-    from ..apis.config import load_config
-    from ..datasets.fashion_mnist import idx_image_count, read_idx_images
-    from ..fileio import atomic_write_text
-    from .attention_maps import config_test_side, load_model
 
     p = argparse.ArgumentParser(description="Linear position probe of a Fashion-MNIST CPVT checkpoint")
     p.add_argument("config")
@@ -104,21 +131,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--test-images", type=int, default=1000, help="test images it is scored on")
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
     args = p.parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
-    model = load_model(cfg, args.checkpoint)
-    size = config_test_side(cfg)
-    if size is None:
-        raise ValueError(f"{args.config}: the test pipeline has no Resize / CenterCrop step giving the test size")
-    root = cfg.test_dataloader.dataset.data_root
-    # as many images as asked for, or all there are (a small dataset, the suite's --quick runs)
-    counts = {
-        s: min(n, idx_image_count(root, s)) for s, n in (("train", args.train_images), ("test", args.test_images))
-    }
-    train = read_idx_images(root, "train", counts["train"], size)
-    test = read_idx_images(root, "test", counts["test"], size)
-    result = {**probe_model(model, train, test), "images": counts}
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-    return result
+    return probe_checkpoint(
+        args.config, args.checkpoint, args.out, args.cfg_options, args.train_images, args.test_images
+    )
 
 
 if __name__ == "__main__":
