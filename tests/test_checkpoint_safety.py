@@ -132,7 +132,8 @@ def test_every_registered_scheme_has_a_cpvt_mm_loader():
     from mmengine.runner import CheckpointLoader
 
     modules = {k: v.__module__ for k, v in CheckpointLoader._schemes.items()}
-    assert {k: m for k, m in modules.items() if m.split(".")[:2] != ["cpvt_mm", "compat"]} == {}
+    ours = ("cpvt_mm.compat.checkpoints", "cpvt_mm.checkpoint.load")  # the installer's refusals, the package's loaders
+    assert {k: m for k, m in modules.items() if m not in ours} == {}
 
 
 # --------------------------------------------------------------------------- 2. the allow-list cannot corrupt memory
@@ -678,3 +679,37 @@ def test_run_with_workers_killed_resumes_at_once(tmp_path):
     assert "in use by another training run" not in res.stderr
     assert sorted(p.name for p in work.glob("*.pth")) == ["epoch_2.pth"]
     assert (work / "last_checkpoint").read_text() == str(work / "epoch_2.pth")
+
+
+def test_old_checkpoint_import_paths_still_resolve():
+    """Issue 23: the five checkpoint modules became cpvt_mm.checkpoint; every old public name is an alias."""
+    import importlib
+
+    import cpvt_mm.checkpoint as pkg
+    from cpvt_mm.registry import HOOKS
+
+    old = {
+        "cpvt_mm.checkpoint": ["load_checkpoint_file", "save_checkpoint", "CheckpointError", "add_digest",
+                               "safe_checkpoint_globals", "tensor_digest", "verify_digest", "DIGEST_KEY"],
+        "cpvt_mm.models.converters": ["convert_twins_checkpoint", "check_state_dict", "extract_state_dict",
+                                      "infer_twins_arch", "KeyReport", "FAMILIES", "SOURCE_FORMATS"],
+        "cpvt_mm.apis.convert": ["ARCHS", "ConversionError", "ConvertedCheckpoint", "convert_checkpoint_file",
+                                 "backbone_config", "validate"],
+        "cpvt_mm.engine.checkpoint": ["SafeCheckpointHook", "WorkDirLock", "WorkDirBusyError", "LOCK_NAME",
+                                      "find_resume_checkpoint", "process_rank", "use_safe_checkpoint_hook"],
+        "cpvt_mm.engine": ["SafeCheckpointHook", "WorkDirLock", "find_resume_checkpoint", "use_safe_checkpoint_hook"],
+        "cpvt_mm.compat": ["load_checkpoint_file", "UnsafeCheckpointError", "CorruptCheckpointError"],
+        "cpvt_mm.compat.checkpoints": ["SAFE_LOADERS", "load_from_local", "load_from_http", "apply"],
+        "cpvt_mm.apis": ["convert_checkpoint_file", "ConversionError"],
+    }  # fmt: skip
+    for module, names in old.items():
+        mod = importlib.import_module(module)
+        for name in names:
+            value = getattr(mod, name)
+            if hasattr(pkg, name) and name not in ("apply",):
+                assert value is getattr(pkg, name), f"{module}.{name} is not cpvt_mm.checkpoint.{name}"
+    assert HOOKS.get("cpvt_mm.SafeCheckpointHook") is pkg.SafeCheckpointHook  # the name configs use
+    assert pkg.convert_twins_checkpoint.__module__ == "cpvt_mm.checkpoint.convert"
+    # one entry per job
+    entries = (pkg.load_checkpoint_file, pkg.save_checkpoint, pkg.convert_checkpoint_file)
+    assert [f.__module__.rsplit(".", 1)[1] for f in entries] == ["load", "save", "convert"]

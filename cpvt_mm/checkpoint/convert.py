@@ -16,6 +16,11 @@ rather than being silently half-loaded by a non-strict ``load_state_dict``. It i
 loaded checkpoint: no files, no models. :func:`check_state_dict` then compares the result with a built
 model, shapes included, which is what catches a checkpoint of the wrong size (e.g. PCPVT-S into PCPVT-B).
 
+:func:`convert_checkpoint_file` is the file-level job around it (``tools/model_converters/convert_checkpoint.py``
+is its command line): the source is read with the safe loader, the result is checked strictly against the
+matching cpvt_mm backbone (names *and* shapes, and a linear head if any), and only then written, atomically
+and with a digest. A failed or interrupted conversion never leaves a half-written or mismatched file behind.
+
 One peer configuration cannot be converted faithfully and is refused: mmpretrain / mmseg models built with
 ``norm_after_stage`` on a stage other than the last (mmseg's SVT default) feed the *normalised* map to the
 next stage, while cpvt_mm's stage norms only apply to the returned maps.
@@ -32,21 +37,48 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from .twins import PCPVT, SVT
+from .load import CheckpointError, load_checkpoint_file
+from .save import save_checkpoint
 
-__all__ = [
-    "FAMILIES",
+__all__ = [  # and FAMILIES / ARCHS, built on first access (see __getattr__)
     "SOURCE_FORMATS",
+    "ConversionError",
+    "ConvertedCheckpoint",
     "KeyReport",
+    "backbone_config",
     "check_state_dict",
+    "convert_checkpoint_file",
     "convert_twins_checkpoint",
     "extract_state_dict",
     "infer_twins_arch",
+    "supported_archs",
+    "validate",
 ]
 
-FAMILIES = {"pcpvt": PCPVT, "svt": SVT}
+
+def _families() -> dict[str, type]:
+    """``{'pcpvt': PCPVT, 'svt': SVT}``, imported on first use: the checkpoint package does not import the
+    models at import time (``import cpvt_mm`` loads it before the compat fixes and the models)."""
+    from ..models.twins import PCPVT, SVT
+
+    return {"pcpvt": PCPVT, "svt": SVT}
+
+
+def supported_archs() -> tuple[str, ...]:
+    """Every zoo arch a converted checkpoint can be checked against: ``('pcpvt-small', ..., 'svt-large')``."""
+    return tuple(f"{family}-{size}" for family, cls in _families().items() for size in cls.arch_zoo)
+
+
+def __getattr__(name: str) -> Any:  # FAMILIES and ARCHS stay module constants for their old importers
+    if name == "FAMILIES":
+        return _families()
+    if name == "ARCHS":
+        return supported_archs()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _PB = r"(?:backbone\.)?"  # every layout may sit under a classifier's / segmentor's ``backbone.``
 _WB = r"(?P<p>weight|bias)"
@@ -290,7 +322,7 @@ def infer_twins_arch(state_dict: Mapping[str, Tensor]) -> tuple[str, str | None,
     name = next(
         (
             f"{family}-{size}"
-            for size, cfg in FAMILIES[family].arch_zoo.items()
+            for size, cfg in _families()[family].arch_zoo.items()
             if list(cfg["embed_dims"]) == dim_list and list(cfg["depths"]) == depth_list
         ),
         None,
@@ -319,8 +351,8 @@ def convert_twins_checkpoint(checkpoint: Any, arch: str | None = None) -> dict[s
             normalises between stages, or the weights are not of the requested family.
     """
     family_wanted = None if arch is None else arch.split("-")[0].lower()
-    if family_wanted is not None and family_wanted not in FAMILIES:
-        raise ValueError(f"arch must name one of {sorted(FAMILIES)} (e.g. 'pcpvt' or 'svt-small'), got {arch!r}")
+    if family_wanted is not None and family_wanted not in _families():
+        raise ValueError(f"arch must name one of {sorted(_families())} (e.g. 'pcpvt' or 'svt-small'), got {arch!r}")
     sd = extract_state_dict(checkpoint)
     keys = list(sd)
     fmt = _detect_format(keys)
@@ -355,3 +387,98 @@ def convert_twins_checkpoint(checkpoint: Any, arch: str | None = None) -> dict[s
         dropped_keys=dropped,
     )
     return dict(state_dict=new_sd, meta=meta)
+
+
+# --------------------------------------------------------------------------- file conversion
+class ConversionError(ValueError):
+    """The source cannot be read or converted, or the result does not fit any cpvt_mm backbone; nothing written."""
+
+
+@dataclass
+class ConvertedCheckpoint:
+    """What :func:`convert_checkpoint_file` wrote."""
+
+    src: str
+    dst: str
+    backbone_cfg: dict[str, Any]
+    meta: dict[str, Any]
+    num_params: int  # backbone parameters
+
+    def summary(self) -> str:
+        """The lines ``convert_checkpoint.py`` prints."""
+        meta = self.meta
+        head = f"linear head, {meta['num_classes']} classes" if meta.get("num_classes") else "no classification head"
+        lines = [
+            f"converted {self.src} ({meta.get('source_format')} layout) -> {self.dst}",
+            f"  backbone: {self.backbone_cfg}, {self.num_params / 1e6:.2f} M parameters; {head}",
+        ]
+        dropped = meta.get("dropped_keys") or []
+        if dropped:
+            parts = sorted({k.split(".")[0] for k in dropped})
+            lines.append(
+                f"  dropped {len(dropped)} key(s) outside the backbone and head: {', '.join(p + '.*' for p in parts)}"
+            )
+        return "\n".join(lines)
+
+
+def backbone_config(arch: str, state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The cpvt_mm backbone config these weights belong to.
+
+    Stage output norms follow the checkpoint: mmseg's PCPVT and mmpretrain's default build have no final
+    norm, and loading them into a model that has one would leave it at its initial values.
+    """
+    family, size = arch.split("-")
+    cls = _families()[family]
+    cfg: dict[str, Any] = dict(type=f"cpvt_mm.{cls.__name__}", arch=size)
+    num_stages = len(cls.arch_zoo[size]["depths"])
+    out_norms = [f"backbone.stages.{s}.norm.weight" in state_dict for s in range(num_stages)]
+    if out_norms != [s == num_stages - 1 for s in range(num_stages)]:
+        cfg["out_norms"] = out_norms
+    return cfg
+
+
+def validate(state_dict: dict[str, torch.Tensor], cfg: dict[str, Any]) -> KeyReport:
+    """Every key and shape must match the backbone built from ``cfg`` (and a linear head, if any)."""
+    from ..registry import MODELS
+
+    backbone = MODELS.build(cfg)
+    report = check_state_dict(state_dict, backbone, prefix="backbone.")
+    head_weight = state_dict.get("head.fc.weight")
+    if head_weight is not None:
+        head = nn.Linear(backbone.embed_dims[-1], head_weight.shape[0])
+        head_report = check_state_dict(state_dict, head, prefix="head.fc.")
+        report.missing += [f"head.fc.{k}" for k in head_report.missing]
+        report.unexpected += [f"head.fc.{k}" for k in head_report.unexpected]
+        report.mismatched += [(f"head.fc.{k}", a, b) for k, a, b in head_report.mismatched]
+    report.unexpected += [k for k in state_dict if not k.startswith(("backbone.", "head.fc."))]
+    return report
+
+
+def convert_checkpoint_file(src: str, dst: str, arch: str | None = None) -> ConvertedCheckpoint:
+    """Convert ``src`` into ``dst`` for the ``arch`` backbone (default: inferred from the weights).
+
+    Raises:
+        ConversionError: ``src`` cannot be read or converted, its dims match no zoo arch and none was given,
+            or the converted weights do not fit the backbone; ``dst`` is not touched.
+    """
+    try:
+        checkpoint = load_checkpoint_file(src, map_location="cpu")
+        converted = convert_twins_checkpoint(checkpoint, arch)
+    except (OSError, CheckpointError, ValueError, KeyError, TypeError) as e:
+        raise ConversionError(f"cannot convert {src}: {e}") from e
+    state_dict, meta = converted["state_dict"], converted["meta"]
+    arch = arch or meta.get("arch")
+    if arch is None:
+        raise ConversionError(
+            f"{src} holds a {meta.get('family', 'Twins')} with embed dims {meta.get('embed_dims')} "
+            f"and depths {meta.get('depths')}, which match no zoo arch; "
+            f"pass --arch (one of {', '.join(supported_archs())})"
+        )
+    cfg = backbone_config(arch, state_dict)
+    report = validate(state_dict, cfg)
+    if not report.ok:
+        raise ConversionError(f"{src} does not fit {arch} ({cfg}); nothing written.\n{report.format()}")
+    meta["arch"] = arch
+    save_checkpoint(converted, dst)  # atomic, with a tensor digest that loading verifies
+    num_params = sum(v.numel() for k, v in state_dict.items() if k.startswith("backbone."))
+    return ConvertedCheckpoint(src, dst, cfg, meta, num_params)

@@ -17,45 +17,54 @@ what an mmengine ``Runner`` checkpoint holds, and three guarantees on top:
 * **Damage is told apart from attack.** An empty, truncated, non-checkpoint or bit-flipped file raises
   :class:`CorruptCheckpointError`; a file asking for code raises :class:`UnsafeCheckpointError`. Both name
   the file; neither ever repeats torch's advice to retry with ``weights_only=False``.
-* **Silent corruption of our own files is caught.** :func:`save_checkpoint` stores a SHA-256 of every
-  tensor's bytes in ``meta['cpvt_mm_digest']``; loading recomputes it and raises
+* **Silent corruption of our own files is caught.** :func:`~cpvt_mm.checkpoint.save_checkpoint` stores a
+  SHA-256 of every tensor's bytes in ``meta['cpvt_mm_digest']``; loading recomputes it and raises
   :class:`ChecksumMismatchError` on a mismatch. Foreign checkpoints (no digest) load as before. The zip
   archive's per-record CRC32 (written by torch, never checked by it) is verified as well.
 
-:mod:`cpvt_mm.compat` routes every checkpoint scheme mmengine knows (local paths, ``https://``,
-``torchvision://``, ``open-mmlab://`` ...) through :func:`load_checkpoint_file`.
+Every checkpoint scheme mmengine knows (local paths, ``https://``, ``torchvision://``, ``open-mmlab://`` ...)
+has a loader here that ends in :func:`load_checkpoint_file` (:data:`SAFE_LOADERS`; :mod:`cpvt_mm.compat`
+registers them with mmengine), and :func:`find_resume_checkpoint` picks the newest checkpoint of a work dir
+that actually loads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import logging
 import os
+import os.path as osp
 import pickle
+import re
+import sys
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from typing import IO, Any
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
 
-from .fileio import atomic_write
-
 __all__ = [
     "DIGEST_KEY",
+    "SAFE_LOADERS",
     "CheckpointError",
     "ChecksumMismatchError",
     "CorruptCheckpointError",
     "UnsafeCheckpointError",
     "add_digest",
+    "find_resume_checkpoint",
     "load_checkpoint_file",
     "safe_checkpoint_globals",
-    "save_checkpoint",
     "tensor_digest",
     "verify_digest",
 ]
 
 DIGEST_KEY = "cpvt_mm_digest"
+_CHECKPOINT_NAME = re.compile(r"^(?:epoch|iter)_(\d+)\.pth$")
 
 
 # --------------------------------------------------------------------------- errors
@@ -385,12 +394,6 @@ def verify_digest(checkpoint: Any, filename: str) -> None:
         )
 
 
-def save_checkpoint(checkpoint: dict[str, Any], path: str) -> None:
-    """Write ``checkpoint`` to ``path`` atomically and durably, with a tensor digest in its meta."""
-    add_digest(checkpoint)
-    atomic_write(path, lambda f: torch.save(checkpoint, f))
-
-
 # --------------------------------------------------------------------------- loading
 _ZIP_MAGIC = b"PK\x03\x04"
 _REFUSAL_MARKERS = (
@@ -492,3 +495,196 @@ def _load(f: IO[bytes], filename: str, map_location: Any) -> Any:
         ) from None
     verify_digest(obj, filename)
     return obj
+
+
+# --------------------------------------------------------------------------- every scheme mmengine knows
+def load_from_local(filename: str, map_location: Any = None) -> Any:
+    """mmengine's ``''`` scheme: a path on this machine."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f"checkpoint {filename} not found")
+    return load_checkpoint_file(filename, map_location)
+
+
+def _hub_cache_path(url: str, model_dir: str | None = None) -> str:
+    """Where torch hub keeps ``url`` (``$TORCH_HOME/hub/checkpoints/<name>``), the cache mmengine also uses."""
+    model_dir = model_dir or osp.join(torch.hub.get_dir(), "checkpoints")
+    return osp.join(model_dir, osp.basename(urlparse(url).path))
+
+
+def _download(url: str, cached: str, progress: bool) -> None:
+    if osp.exists(cached):
+        return
+    os.makedirs(osp.dirname(cached), exist_ok=True)
+    sys.stderr.write(f"Downloading: {url!r} to {cached}\n")
+    torch.hub.download_url_to_file(url, cached, progress=progress)  # writes a temp file, then renames
+
+
+def load_from_http(
+    filename: str, map_location: Any = None, model_dir: str | None = None, progress: bool = False
+) -> Any:
+    """``http(s)://``: download once into torch hub's cache (rank 0 first), then load it like a local file."""
+    from mmengine.dist import get_dist_info
+
+    cached = _hub_cache_path(filename, model_dir)
+    rank, world_size = get_dist_info()
+    if rank == 0:
+        _download(filename, cached, progress)
+    if world_size > 1:
+        torch.distributed.barrier()
+        _download(filename, cached, progress)  # ranks on other machines
+    return load_checkpoint_file(cached, map_location)
+
+
+def load_from_torchvision(filename: str, map_location: Any = None) -> Any:
+    """``torchvision://NAME`` (and the deprecated ``modelzoo://NAME``): torchvision's model URL table."""
+    from mmengine.runner.checkpoint import get_torchvision_models
+
+    name = filename.split("://", 1)[1]
+    urls = get_torchvision_models()
+    if name not in urls:
+        raise KeyError(f"{filename}: torchvision has no model named {name!r}")
+    return load_from_http(urls[name], map_location)
+
+
+def load_from_openmmlab(filename: str, map_location: Any = None) -> Any:
+    """``open-mmlab://NAME`` / ``openmmlab://NAME``: mmengine's model table (URLs or files in its home)."""
+    from mmengine.runner.checkpoint import _get_mmengine_home, get_deprecated_model_names, get_external_models
+
+    name = filename.split("://", 1)[1]
+    name = get_deprecated_model_names().get(name, name)
+    urls = get_external_models()
+    if name not in urls:
+        raise KeyError(f"{filename}: mmengine knows no OpenMMLab model named {name!r}")
+    url = urls[name]
+    if url.startswith(("http://", "https://")):
+        return load_from_http(url, map_location)
+    return load_from_local(osp.join(_get_mmengine_home(), url), map_location)
+
+
+def load_from_mmcls(filename: str, map_location: Any = None) -> Any:
+    """``mmcls://NAME``: mmengine's mmcls model table, with mmcls's key renaming."""
+    from mmengine.runner.checkpoint import _process_mmcls_checkpoint, get_mmcls_models
+
+    name = filename.split("://", 1)[1]
+    urls = get_mmcls_models()
+    if name not in urls:
+        raise KeyError(f"{filename}: mmengine knows no mmcls model named {name!r}")
+    return _process_mmcls_checkpoint(load_from_http(urls[name], map_location))
+
+
+def load_from_pavi(filename: str, map_location: Any = None) -> Any:
+    """``pavi://``: download from pavi's model cloud into a temporary folder, then load safely."""
+    try:
+        from pavi import modelcloud
+    except ImportError as e:
+        raise ImportError("Please install pavi to load checkpoint from modelcloud.") from e
+    model = modelcloud.get(filename[len("pavi://") :])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, model.name)
+        model.download(path)
+        return load_checkpoint_file(path, map_location)
+
+
+def load_from_object_storage(filename: str, map_location: Any = None, backend: str = "petrel") -> Any:
+    """``s3://`` / ``petrel://``: fetch the bytes with mmengine's file backend, then load them safely."""
+    from mmengine.fileio import get_file_backend
+
+    data = get_file_backend(filename, backend_args={"backend": backend}).get(filename)
+    with io.BytesIO(data) as buffer:
+        buffer.name = filename  # named in error messages
+        return load_checkpoint_file(buffer, map_location)
+
+
+# mmengine 0.10.7's schemes (runner/checkpoint.py) -> the safe loader for each. The loaders are named
+# ``load_from_<backend>`` as mmengine's are: ``CheckpointLoader.load_checkpoint`` logs
+# ``Loads checkpoint by {loader.__name__[10:]} backend``, so ``_load_local`` was logged as "by l backend".
+SAFE_LOADERS: dict[str, Any] = {
+    "": load_from_local,
+    "http://": load_from_http,
+    "https://": load_from_http,
+    "pavi://": load_from_pavi,
+    r"(\S+\:)?s3://": load_from_object_storage,
+    r"(\S+\:)?petrel://": load_from_object_storage,
+    "modelzoo://": load_from_torchvision,
+    "torchvision://": load_from_torchvision,
+    "open-mmlab://": load_from_openmmlab,
+    "openmmlab://": load_from_openmmlab,
+    "mmcls://": load_from_mmcls,
+}
+
+
+def _refuse_unknown_scheme(prefix: str) -> Any:
+    def load(filename: str, map_location: Any = None, *args: Any, **kwargs: Any) -> Any:
+        raise UnsafeCheckpointError(
+            f"refusing to load checkpoint {filename}: its scheme {prefix!r} has no weights-only loader in "
+            "cpvt_mm (mmengine's own loader for it would unpickle with weights_only=False)"
+        )
+
+    load.__name__ = "load_from_refused"  # mmengine logs the name minus its first 10 characters
+    return load
+
+
+# --------------------------------------------------------------------------- which checkpoint to resume from
+def _step(path: str) -> int:
+    m = _CHECKPOINT_NAME.match(osp.basename(path))
+    return int(m.group(1)) if m else -1
+
+
+def find_resume_checkpoint(work_dir: str, extra_dirs: tuple[str, ...] = ()) -> str | None:
+    """The checkpoint to resume from: the newest one in ``work_dir`` that loads, or ``None`` if none does.
+
+    Candidates are the file ``last_checkpoint`` names and every ``epoch_N.pth`` / ``iter_N.pth`` in the
+    work dir (and ``extra_dirs``, e.g. the checkpoint hook's ``out_dir``), newest step first; a
+    ``last_checkpoint`` that names another kind of file (a URL, a custom name) is tried first. Each is
+    loaded with the safe loader (which also checks digests), so a truncated, damaged or missing file is
+    skipped with a warning; when the choice differs from ``last_checkpoint`` the log says why.
+    """
+    from mmengine.logging import print_log
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    named: str | None = None
+    pointer = osp.join(work_dir, "last_checkpoint")
+    if osp.exists(pointer):
+        try:
+            with open(pointer) as f:
+                named = f.read().strip() or None
+        except (OSError, UnicodeDecodeError):
+            named = None
+        if named is None:
+            print_log(f"{pointer} is empty or unreadable; looking for checkpoints instead", level=logging.WARNING)
+    dirs = [work_dir, *extra_dirs]
+    if named and "://" not in named:
+        dirs.append(osp.dirname(named) or work_dir)
+    found: dict[str, float] = {}
+    for d in dict.fromkeys(dirs):
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for n in names:
+            if _CHECKPOINT_NAME.match(n):
+                p = osp.join(d, n)
+                with contextlib.suppress(OSError):
+                    found[p] = os.stat(p).st_mtime
+    candidates = sorted(found, key=lambda p: (_step(p), found[p]), reverse=True)
+    if named is not None and (_step(named) < 0 or named not in found):
+        candidates.insert(0, named)
+    reasons: list[str] = []
+    for path in candidates:
+        try:
+            CheckpointLoader.load_checkpoint(path, map_location="cpu")
+        except (CheckpointError, FileNotFoundError, KeyError, OSError) as e:
+            reasons.append(f"{path}: {e}")
+            print_log(f"cannot resume from {path}: {e}", level=logging.WARNING)
+            continue
+        if named is not None and path != named:
+            print_log(
+                f"Resuming from {path}, the newest loadable checkpoint; last_checkpoint names {named}, "
+                + ("which is not loadable" if any(r.startswith(f"{named}:") for r in reasons) else "an older one"),
+                level=logging.WARNING,
+            )
+        return path
+    if candidates:
+        print_log(f"no loadable checkpoint in {work_dir}; training starts from scratch", level=logging.WARNING)
+    return None

@@ -1,182 +1,67 @@
-"""Training runs that a kill at any moment cannot damage: atomic checkpoints, careful resume, one run per folder.
+"""Saving durably: atomic checkpoints and pointers, one training run per work dir.
 
-mmengine's ``CheckpointHook`` writes a checkpoint in place, and with ``max_keep_ckpts`` deletes the oldest
-one *before* writing the new one, while ``last_checkpoint`` still names what it deleted: a ``kill -9``
-during a save leaves no checkpoint to resume from. Here:
-
-* every save is atomic and durable (:func:`cpvt_mm.checkpoint.save_checkpoint`, which
-  :mod:`cpvt_mm.compat` puts behind ``Runner.save_checkpoint``);
-* :class:`SafeCheckpointHook` rewrites ``last_checkpoint`` atomically only after the checkpoint is on disk,
-  and deletes old checkpoints only after that (it defers mmengine's deletions); it also removes temporary
-  files that killed saves left behind;
-* :func:`find_resume_checkpoint` picks the newest checkpoint that actually loads (``last_checkpoint`` may
-  name a missing, truncated or older file), saying so in the log;
-* :class:`WorkDirLock` keeps a second run out of a work dir that a live run uses (``flock``: the kernel
-  releases it when the holder dies, so a crashed run never leaves it stuck).
-
-``tools/train.py`` uses all of them for every run, whatever the config says.
+* :func:`save_checkpoint` writes a checkpoint atomically and durably (temp file, fsync, ``os.replace``,
+  folder fsync) with a SHA-256 of its tensors in ``meta['cpvt_mm_digest']``, which every cpvt_mm load
+  verifies; :func:`save_checkpoint_for_mmengine` is the same behind mmengine's ``save_checkpoint`` signature
+  (:mod:`cpvt_mm.compat.checkpoints` installs it for ``Runner.save_checkpoint`` and ``CheckpointHook``).
+* :func:`write_last_checkpoint` replaces ``<work_dir>/last_checkpoint`` the same way (mmengine truncates and
+  rewrites it in place, so a kill right after a save could leave it empty).
+* :class:`WorkDirLock` keeps a second run out of a work dir that a live run uses; the lock dies with the
+  process that took it, not with its forked dataloader workers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import os.path as osp
 import re
 import socket
 import time
-from collections import deque
 from typing import Any
 
-from mmengine.config import Config
-from mmengine.dist import is_main_process
-from mmengine.hooks import CheckpointHook
-from mmengine.logging import print_log
+import torch
 
-from ..checkpoint import CheckpointError
-from ..fileio import atomic_write_text, fsync_directory, remove_stale_temp_files
-from ..registry import HOOKS
+from ..fileio import atomic_write, atomic_write_text
+from .load import add_digest
 
 __all__ = [
     "LOCK_NAME",
-    "SafeCheckpointHook",
     "WorkDirBusyError",
     "WorkDirLock",
     "checkpoint_steps",
-    "find_resume_checkpoint",
     "process_rank",
-    "use_safe_checkpoint_hook",
+    "save_checkpoint",
+    "save_checkpoint_for_mmengine",
     "write_last_checkpoint",
 ]
 
 LOCK_NAME = ".cpvt_mm.lock"
-_CHECKPOINT_NAME = re.compile(r"^(?:epoch|iter)_(\d+)\.pth$")
 
 
-class _DeferredRemoval:
-    """A file backend whose ``remove`` / ``rmtree`` wait until :meth:`flush` (after the new save is durable)."""
-
-    def __init__(self, backend: Any) -> None:
-        self._backend = backend
-        self.pending: list[tuple[str, str]] = []
-
-    def remove(self, path: str) -> None:
-        self.pending.append(("remove", path))
-
-    def rmtree(self, path: str) -> None:
-        self.pending.append(("rmtree", path))
-
-    def flush(self, keep: str | None = None) -> None:
-        if not self.pending:
-            return
-        pending, self.pending = self.pending, []
-        for op, path in pending:
-            if path != keep:
-                getattr(self._backend, op)(path)
-        for directory in {osp.dirname(p) for _, p in pending if "://" not in p}:
-            fsync_directory(directory)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._backend, name)
+def save_checkpoint(checkpoint: dict[str, Any], path: str) -> None:
+    """Write ``checkpoint`` to ``path`` atomically and durably, with a tensor digest in its meta."""
+    add_digest(checkpoint)
+    atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
-@HOOKS.register_module()
-class SafeCheckpointHook(CheckpointHook):
-    """mmengine's ``CheckpointHook`` (same arguments) with crash-safe ordering.
+def save_checkpoint_for_mmengine(
+    checkpoint: dict,
+    filename: str,
+    file_client_args: dict | None = None,
+    backend_args: dict | None = None,
+) -> None:
+    """mmengine's ``save_checkpoint`` signature; local files are written atomically, with a digest."""
+    if "://" in filename or file_client_args is not None or (backend_args or {}).get("backend") not in (None, "local"):
+        add_digest(checkpoint)
+        from mmengine.runner.checkpoint import save_checkpoint as mmengine_save  # the original, never patched
 
-    Save the new checkpoint (atomically, via the patched ``Runner.save_checkpoint``), then point
-    ``last_checkpoint`` at it (atomically), then delete what ``max_keep_ckpts`` / ``save_best`` retire.
-    A kill between any two steps leaves at least one complete checkpoint that resume can find.
-    """
-
-    def before_train(self, runner: Any) -> None:
-        from .. import compat
-
-        compat.apply()  # the atomic save path must be in place (a no-op once cpvt_mm is imported)
-        super().before_train(runner)
-        self.file_backend = _DeferredRemoval(self.file_backend)
-        if is_main_process():
-            for directory in {runner.work_dir, self.out_dir}:
-                if "://" not in str(directory):
-                    for path in remove_stale_temp_files(str(directory)):
-                        runner.logger.info(f"Removed {path}, left by a save that was killed.")
-            if getattr(runner, "_resume", False):
-                self._prune_on_resume(runner)
-            self.file_backend.flush()
-
-    def _prune_on_resume(self, runner: Any) -> None:
-        """Retire the checkpoints whose deletion a kill interrupted (``max_keep_ckpts`` counts from here).
-
-        mmengine drops a retired step from ``keep_ckpt_ids`` (which the new checkpoint stores) before the file
-        is deleted, so a kill in between leaves a file that no later run knew about. On resume, the
-        ``epoch_N`` / ``iter_N`` files of ``out_dir`` older than the resumed one are pruned to the newest
-        ``max_keep_ckpts - 1``; the resumed checkpoint, newer ones, ``best_*`` and other files stay.
-        """
-        if self.max_keep_ckpts <= 0 or "://" in str(self.out_dir):
-            return
-        found = checkpoint_steps(str(self.out_dir), self.filename_tmpl)
-        resumed = getattr(runner, "_load_from", None)
-        resumed_step = next((s for s, p in found.items() if resumed and osp.abspath(p) == osp.abspath(resumed)), None)
-        if resumed_step is None:  # resumed from elsewhere: the newest step this run's history knows
-            known = [s for s in self.keep_ckpt_ids if s in found]
-            if not known:
-                return
-            resumed_step = max(known)
-        older = sorted(s for s in found if s < resumed_step)
-        keep = older[len(older) - (self.max_keep_ckpts - 1) :] if self.max_keep_ckpts > 1 else []
-        best = {osp.abspath(p) for p in _best_paths(self)}
-        for step in older:
-            if step not in keep and osp.abspath(found[step]) not in best:
-                runner.logger.info(
-                    f"Removing {found[step]}: max_keep_ckpts={self.max_keep_ckpts} retired it before "
-                    "a kill interrupted its deletion."
-                )
-                self.file_backend.remove(found[step])
-        self.keep_ckpt_ids = deque([*keep, resumed_step], self.max_keep_ckpts)
-        runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
-
-    def _save_checkpoint_with_step(self, runner: Any, step: int, meta: dict) -> None:
-        """mmengine's own, except that ``last_checkpoint`` is replaced atomically (mmengine truncates and
-        rewrites it in place, so a kill in between left it empty) and retired files go last."""
-        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
-            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                retired = self.keep_ckpt_ids.popleft()
-                if is_main_process():
-                    path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(retired))
-                    if self.file_backend.isfile(path):
-                        self.file_backend.remove(path)  # deferred until the pointer names the new one
-                    elif self.file_backend.isdir(path):
-                        self.file_backend.rmtree(path)
-            self.keep_ckpt_ids.append(step)
-            runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
-        ckpt_filename = self.filename_tmpl.format(step)
-        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
-        runner.message_hub.update_info("last_ckpt", self.last_ckpt)
-        runner.save_checkpoint(
-            self.out_dir,
-            ckpt_filename,
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args,
-        )
-        if is_main_process():
-            write_last_checkpoint(runner.work_dir, str(self.last_ckpt))  # durable before anything is deleted
-            self.file_backend.flush(keep=self.last_ckpt)
-
-    def _save_best_checkpoint(self, runner: Any, metrics: dict) -> None:
-        super()._save_best_checkpoint(runner, metrics)
-        if is_main_process():
-            self.file_backend.flush(keep=getattr(self, "best_ckpt_path", None))
+        mmengine_save(checkpoint, filename, file_client_args, backend_args)
+        return
+    save_checkpoint(checkpoint, filename)
 
 
-def _best_paths(hook: Any) -> list[str]:
-    paths = [getattr(hook, "best_ckpt_path", None), *getattr(hook, "best_ckpt_path_dict", {}).values()]
-    return [p for p in paths if p]
+_MMENGINE_SAVE_CHECKPOINT: Any = None
 
 
 def write_last_checkpoint(work_dir: str, checkpoint: str) -> None:
@@ -194,95 +79,6 @@ def checkpoint_steps(directory: str, filename_tmpl: str = "epoch_{}.pth") -> dic
     except OSError:
         return {}
     return {int(m.group(1)): osp.join(directory, n) for n in names if (m := pattern.match(n))}
-
-
-def use_safe_checkpoint_hook(cfg: Config) -> Config:
-    """Point ``cfg.default_hooks.checkpoint`` at :class:`SafeCheckpointHook` (added if absent), in place.
-
-    Only mmengine's own ``CheckpointHook`` is replaced (its arguments are kept); a config that names
-    another hook class keeps it, with a warning, since its saving logic is unknown here.
-    """
-    hooks = cfg.setdefault("default_hooks", {})
-    ckpt = hooks.get("checkpoint")
-    if ckpt is None:
-        hooks["checkpoint"] = dict(type="cpvt_mm.SafeCheckpointHook", interval=1)
-        return cfg
-    kind = ckpt.get("type", "CheckpointHook")
-    name = kind if isinstance(kind, str) else f"{kind.__module__}.{kind.__qualname__}"
-    if name.rsplit(".", 1)[-1] == "SafeCheckpointHook":
-        return cfg
-    if kind is CheckpointHook or name in ("CheckpointHook", "mmengine.CheckpointHook"):
-        ckpt["type"] = "cpvt_mm.SafeCheckpointHook"
-    else:
-        print_log(
-            f"default_hooks.checkpoint is {name}, not mmengine's CheckpointHook: its saves are not made crash-safe",
-            logger="current",
-            level=logging.WARNING,
-        )
-    return cfg
-
-
-def _step(path: str) -> int:
-    m = _CHECKPOINT_NAME.match(osp.basename(path))
-    return int(m.group(1)) if m else -1
-
-
-def find_resume_checkpoint(work_dir: str, extra_dirs: tuple[str, ...] = ()) -> str | None:
-    """The checkpoint to resume from: the newest one in ``work_dir`` that loads, or ``None`` if none does.
-
-    Candidates are the file ``last_checkpoint`` names and every ``epoch_N.pth`` / ``iter_N.pth`` in the
-    work dir (and ``extra_dirs``, e.g. the checkpoint hook's ``out_dir``), newest step first; a
-    ``last_checkpoint`` that names another kind of file (a URL, a custom name) is tried first. Each is
-    loaded with the safe loader (which also checks digests), so a truncated, damaged or missing file is
-    skipped with a warning; when the choice differs from ``last_checkpoint`` the log says why.
-    """
-    from mmengine.runner.checkpoint import CheckpointLoader
-
-    named: str | None = None
-    pointer = osp.join(work_dir, "last_checkpoint")
-    if osp.exists(pointer):
-        try:
-            with open(pointer) as f:
-                named = f.read().strip() or None
-        except (OSError, UnicodeDecodeError):
-            named = None
-        if named is None:
-            print_log(f"{pointer} is empty or unreadable; looking for checkpoints instead", level=logging.WARNING)
-    dirs = [work_dir, *extra_dirs]
-    if named and "://" not in named:
-        dirs.append(osp.dirname(named) or work_dir)
-    found: dict[str, float] = {}
-    for d in dict.fromkeys(dirs):
-        try:
-            names = os.listdir(d)
-        except OSError:
-            continue
-        for n in names:
-            if _CHECKPOINT_NAME.match(n):
-                p = osp.join(d, n)
-                with contextlib.suppress(OSError):
-                    found[p] = os.stat(p).st_mtime
-    candidates = sorted(found, key=lambda p: (_step(p), found[p]), reverse=True)
-    if named is not None and (_step(named) < 0 or named not in found):
-        candidates.insert(0, named)
-    reasons: list[str] = []
-    for path in candidates:
-        try:
-            CheckpointLoader.load_checkpoint(path, map_location="cpu")
-        except (CheckpointError, FileNotFoundError, KeyError, OSError) as e:
-            reasons.append(f"{path}: {e}")
-            print_log(f"cannot resume from {path}: {e}", level=logging.WARNING)
-            continue
-        if named is not None and path != named:
-            print_log(
-                f"Resuming from {path}, the newest loadable checkpoint; last_checkpoint names {named}, "
-                + ("which is not loadable" if any(r.startswith(f"{named}:") for r in reasons) else "an older one"),
-                level=logging.WARNING,
-            )
-        return path
-    if candidates:
-        print_log(f"no loadable checkpoint in {work_dir}; training starts from scratch", level=logging.WARNING)
-    return None
 
 
 # --------------------------------------------------------------------------- one run per work dir
