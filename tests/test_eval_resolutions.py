@@ -187,6 +187,33 @@ def test_demo_missing_dataset_names_the_layout(tmp_path):
         check_fashion_mnist(str(gz))
 
 
+@pytest.mark.slow
+def test_demo_end_to_end_on_shrunk_configs(tmp_path, capsys):
+    """The demo's three models trained and tested in this process (cpvt_mm.apis.train, evaluate_sizes), each
+    step's output in its log file and only progress lines echoed; the configs shrunk to 200 images, 1 epoch."""
+    data = tmp_path / "data"
+    make_fashion_mnist(data, n_train=300, n_test=120)
+    root = tmp_path / "root"
+    (root / "configs/classification/demo").mkdir(parents=True)
+    for path in DEMO_CONFIGS.values():
+        (root / "configs/classification/demo" / path.name).write_text(
+            f"_base_ = [{str(path)!r}]\n"
+            "train_dataloader = dict(dataset=dict(indices=200), num_workers=0, persistent_workers=False)\n"
+            "test_dataloader = dict(dataset=dict(indices=100), num_workers=0, persistent_workers=False)\n"
+            "train_cfg = dict(max_epochs=1)\nparam_scheduler = [dict(type='ConstantLR', factor=1.0)]\n"
+        )
+    work = tmp_path / "wd"
+    table = run_demo(str(data), str(work), sizes=(20, 28), root=str(root))
+    out = capsys.readouterr().out
+    assert "[demo]   Epoch(train) [1][2/2]" in out and "[demo]   [eval_resolutions] none @ 28" in out
+    assert "mmengine - INFO" not in out  # the rest went to the logs
+    assert "| size | PEG (CPVT) | learned table (DeiT) | none |" in Path(table).read_text()
+    model_dir = work / DEMO_CONFIGS["peg"].stem
+    assert "Epoch(train)" in (model_dir / "train.log").read_text()
+    assert "PEG (CPVT) @ 20" in (model_dir / "resolutions/eval.log").read_text()
+    assert json.loads((work / "resolutions.json").read_text())["rows"][1]["size"] == 28
+
+
 def test_fetch_script_unpacks_local_gz_files(tmp_path):
     """FASHION_MNIST_ROOT with the .gz files: unpacked in place, no package manager involved; idempotent."""
     src = tmp_path / "raw"
