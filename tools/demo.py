@@ -20,8 +20,14 @@ sys.path.insert(0, ROOT)  # run from a checkout without install
 sys.path.insert(0, osp.join(ROOT, "projects", "cpvt_experiments"))  # the research code lives outside cpvt_mm
 
 import cpvt_mm  # noqa: F401, E402  (compat layer and registries before any toolkit import)
-from cpvt_experiments.demo import DEFAULT_SIZES, run_demo  # noqa: E402
 from cpvt_mm.cli import add_fashion_mnist_root  # noqa: E402
+
+try:
+    from cpvt_experiments.demo import DEFAULT_SIZES, run_demo
+except ModuleNotFoundError as e:  # an installed cpvt_mm (.mim/tools) ships no projects/
+    if e.name != "cpvt_experiments":
+        raise
+    raise SystemExit(f"{__file__}: the research code is in projects/cpvt_experiments of a cpvt_mm checkout") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
