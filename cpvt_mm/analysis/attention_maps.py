@@ -1,9 +1,10 @@
 """Attention maps of any cpvt_mm backbone: where a chosen query token looks, per block and head.
 
 The fused SDPA kernels never materialise the attention probabilities, so :func:`record_attention` switches
-every cpvt_mm attention module to recording for the duration of one forward: each call computes
-``softmax(q k^T / sqrt(d))`` explicitly (the reference path, same mask) and keeps it together with the token
-grid it ran on. :meth:`AttentionCall.query_map` then turns one query's row of probabilities into a map over
+every cpvt_mm attention to its reference path for the duration (which computes ``softmax(q k^T / sqrt(d))``
+explicitly, same mask) and reads the probabilities with forward hooks where they enter the module's
+``attn_drop``, together with the token grid it ran on; the attention modules themselves know nothing of it.
+:meth:`AttentionCall.query_map` then turns one query's row of probabilities into a map over
 the query grid for all three attentions:
 
 * global attention (plain CPVT): the keys are the patch tokens themselves (class token dropped);
@@ -126,13 +127,14 @@ def record_attention(model: nn.Module) -> Iterator[list[AttentionCall]]:
     the hooks are removed, on exit, also when the forward raised.
     """
     calls: list[AttentionCall] = []
-    handles, modules = [], []
+    handles, fused = [], {}
     for name, module in model.named_modules():
         if not isinstance(module, _AttentionBase):
             continue
         kind, reduction, window = _kind(module)
+        pending: list[tuple] = []  # the current call's (name, kind, hw, prefix, r, ws)
 
-        def pre_hook(mod: nn.Module, args: tuple, kwargs: dict, name=name, kind=kind, r=reduction, ws=window):
+        def pre_hook(mod, args, kwargs, name=name, kind=kind, r=reduction, ws=window, pending=pending):
             x = args[0]
             hw = args[1] if len(args) > 1 else kwargs.get("hw")
             if hw is None:  # plain attention called without a grid: a square map of the patch tokens
@@ -140,28 +142,25 @@ def record_attention(model: nn.Module) -> Iterator[list[AttentionCall]]:
                 hw = (side, side)
             hw = (int(hw[0]), int(hw[1]))
             prefix = x.shape[1] - hw[0] * hw[1] if kind == "global" else 0
-            mod._pending = (name, kind, hw, prefix, r, ws)
+            pending[:] = [(name, kind, hw, prefix, r, ws)]
 
-        def post_hook(mod: nn.Module, args: tuple, output: Any) -> None:
-            name, kind, hw, prefix, r, ws = mod._pending
-            for probs in mod.attn_record:
-                calls.append(AttentionCall(name, kind, probs, hw, prefix, r, ws))
-            mod.attn_record.clear()
+        def probs_hook(drop: nn.Module, args: tuple, output: Any, pending=pending) -> None:
+            # the reference path's probabilities enter attn_drop (dropout's input: before any dropping)
+            calls.append(AttentionCall(pending[0][0], pending[0][1], args[0].detach(), *pending[0][2:]))
 
         handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
-        handles.append(module.register_forward_hook(post_hook))
-        module.attn_record = []
-        modules.append(module)
-    if not modules:
+        handles.append(module.attn_drop.register_forward_hook(probs_hook))
+        fused[module] = module.fused_attn
+        module.fused_attn = False  # SDPA never materialises the probabilities
+    if not fused:
         raise ValueError(f"{type(model).__name__} has no cpvt_mm attention module to record")
     try:
         yield calls
     finally:
         for h in handles:
             h.remove()
-        for module in modules:
-            module.attn_record = None
-            module.__dict__.pop("_pending", None)
+        for module, was_fused in fused.items():
+            module.fused_attn = was_fused
 
 
 def query_grid_position(frac: Sequence[float], hw: tuple[int, int]) -> tuple[int, int]:

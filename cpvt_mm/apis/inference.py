@@ -27,6 +27,7 @@ from ..checkpoint import load_checkpoint_file
 
 __all__ = [
     "UninitializedWeightsError",
+    "accelerate_on_cpu",
     "bounded_seg_postprocess",
     "check_checkpoint_covers_model",
     "use_bounded_seg_postprocess",
@@ -147,3 +148,13 @@ def use_bounded_seg_postprocess(model: nn.Module, budget_bytes: int = DEFAULT_BU
 
     model.postprocess_result = types.MethodType(postprocess_result, model)
     return model
+
+
+def accelerate_on_cpu(model: nn.Module) -> nn.Module:
+    """What the tools run on CPU: the model with cpvt_mm's oneDNN fusion swapped in
+    (:func:`cpvt_mm.acceleration.fuse_cpu`; same parameters, same outputs within 1e-5, about 1.4x the speed).
+    On another device, or on a torch the fusion was not written for (with a warning), the model as it is."""
+    from ..acceleration import fuse_cpu_for_device
+
+    param = next(model.parameters(), None)
+    return model if param is None else fuse_cpu_for_device(model, param.device)

@@ -11,6 +11,7 @@ from mmengine.config import Config
 from ..engine import build_runner, default_work_dir, prepare_checkpoint_runner_config
 from .config import load_config
 from .datasets import validate_datasets
+from .inference import accelerate_on_cpu
 
 __all__ = ["check_out_file", "prepare_test_config", "run_test"]
 
@@ -59,6 +60,8 @@ def run_test(cfg: Config, out: str | None = None, compile: bool = False) -> dict
         from ..deployment.compile import compile_backbone
 
         compile_backbone(runner.model)
+    else:
+        accelerate_on_cpu(runner.model)
     if out:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=out))
     return runner.test()

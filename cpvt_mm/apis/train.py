@@ -35,6 +35,7 @@ from .config import (
     load_config,
 )
 from .datasets import DatasetError, validate_datasets
+from .inference import accelerate_on_cpu
 
 __all__ = ["TOOL_ERRORS", "prepare_train_config", "train"]
 
@@ -122,6 +123,7 @@ def train(cfg: Config, auto_resume: bool = False):
             found = find_resume_checkpoint(cfg.work_dir, checkpoint_dirs(cfg))
             cfg.resume, cfg.load_from = found is not None, found
         runner = build_runner(cfg)
+        accelerate_on_cpu(runner.model)
         try:
             runner.train()
         except IndexError as e:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..fileio import atomic_write_bytes
 from .config import load_config
-from .inference import check_checkpoint_covers_model, use_bounded_seg_postprocess
+from .inference import accelerate_on_cpu, check_checkpoint_covers_model, use_bounded_seg_postprocess
 
 if TYPE_CHECKING:
     from mmengine.config import Config
@@ -47,6 +47,8 @@ def _maybe_compile(model: Any, compile: bool) -> None:
         from ..deployment.compile import compile_backbone
 
         compile_backbone(model)
+    else:
+        accelerate_on_cpu(model)
 
 
 class InferenceInputError(ValueError):

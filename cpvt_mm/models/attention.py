@@ -2,20 +2,16 @@
 
 Every attention has two paths selected by ``fused_attn``: ``F.scaled_dot_product_attention`` (the default; flash /
 memory-efficient kernels where the backend has them) and a readable reference path that spells out
-``softmax(q k^T / sqrt(d)) v``. Both take the same mask, and the tests check they agree. The global default
-comes from the environment variable ``CPVT_FUSED_ATTN`` (``0`` disables) and can be changed per model with
-:func:`set_fused_attn`.
+``softmax(q k^T / sqrt(d)) v``. Both take the same mask, and the tests check they agree; :func:`set_fused_attn`
+switches a whole model.
 """
 
 from __future__ import annotations
-
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .linear import linear
 from .padding import Padding
 from .utils import is_symbolic, tokens_to_map
 
@@ -31,8 +27,8 @@ __all__ = [
 
 
 def use_fused_attn() -> bool:
-    """Default attention path for newly built modules (``CPVT_FUSED_ATTN=0`` selects the reference)."""
-    return os.environ.get("CPVT_FUSED_ATTN", "1").strip().lower() not in ("0", "false", "no", "off")
+    """Default attention path for newly built modules: SDPA (:func:`set_fused_attn` changes a built model)."""
+    return True
 
 
 def set_fused_attn(model: nn.Module, enabled: bool) -> nn.Module:
@@ -43,46 +39,6 @@ def set_fused_attn(model: nn.Module, enabled: bool) -> nn.Module:
     return model
 
 
-def _attention_probs(q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
-    """``softmax(q k^T / sqrt(d))`` with masked keys at probability 0; ``mask`` is boolean, True = may attend."""
-    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
-    if mask is not None:
-        attn = attn.masked_fill(~mask, float("-inf"))
-    return attn.softmax(dim=-1)
-
-
-def _small_on_cpu(q: Tensor, k: Tensor) -> bool:
-    """Whether two plain matmuls beat SDPA's CPU kernel here: training under CPU autocast with small attention
-    maps (SVT's 7x7 windows, the last stage's 7x7 grid at 224), where the fused kernel's backward is slow.
-    Measured on 2 cores, bf16: SVT-S training went from 0.82-0.89x timm (which uses plain matmuls for its
-    windows) to 1.07-1.20x, for 1% more peak memory. Not taken elsewhere: for inference SDPA was as fast or
-    faster (bf16) and its peak memory lower (no probabilities; SVT-S float32 0.65x timm's instead of 0.91x),
-    and float32 training keeps SDPA, whose backward does not need the probabilities kept."""
-    return (  # compilers and tracers first: a size test on their symbolic shapes would become a guard
-        not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
-        and not is_symbolic(q.shape[-2], k.shape[-2])
-        and q.device.type == "cpu"
-        and torch.is_grad_enabled()
-        and q.requires_grad
-        and torch.is_autocast_enabled("cpu")
-        and q.shape[-2] * k.shape[-2] <= 4096
-    )
-
-
-def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float, fused: bool) -> Tensor:
-    """Scaled dot-product attention over the last two dims; ``mask`` is boolean, True = may attend.
-
-    Masks never leave a query with no key (cpvt_mm's window and padding masks keep at least one per row), so
-    the fused and the reference path agree everywhere."""
-    if fused and not _small_on_cpu(q, k):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-    attn = _attention_probs(q, k, mask)
-    if dropout > 0:
-        attn = F.dropout(attn, p=dropout)
-    return attn @ v
-
-
 class _AttentionBase(nn.Module):
     def __init__(self, dim: int, num_heads: int, attn_drop: float, proj_drop: float) -> None:
         super().__init__()
@@ -90,13 +46,10 @@ class _AttentionBase(nn.Module):
             raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.attn_drop = attn_drop
+        self.attn_drop = nn.Dropout(attn_drop)  # a module: analysis hooks it to read the reference path's probabilities
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         self.fused_attn = use_fused_attn()
-        # A list while cpvt_mm.analysis.attention_maps.record_attention is active: each call's attention
-        # probabilities are appended (the fused kernels never materialise them, so recording computes them).
-        self.attn_record: list[Tensor] | None = None
 
     def _split_heads(self, t: Tensor, rows: int, length: int, parts: int) -> tuple[Tensor, ...]:
         """A q / kv / qkv linear's output as ``parts`` tensors of (rows, heads, length, head_dim), views of it.
@@ -110,12 +63,17 @@ class _AttentionBase(nn.Module):
         return tuple(part.transpose(1, 2) for part in t.unbind(2))
 
     def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
-        dropout = self.attn_drop if self.training else 0.0
-        if self.attn_record is not None:
-            probs = _attention_probs(q, k, mask)
-            self.attn_record.append(probs.detach())
-            return (F.dropout(probs, p=dropout) if dropout > 0 else probs) @ v
-        return _attention(q, k, v, mask, dropout, self.fused_attn)
+        """Scaled dot-product attention over the last two dims; ``mask`` is boolean, True = may attend.
+
+        cpvt_mm's window and padding masks never leave a query without a key, so both paths agree everywhere.
+        """
+        if self.fused_attn:
+            dropout = self.attn_drop.p if self.training else 0.0
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        attn = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)  # (..., Nq, Nk)
+        if mask is not None:
+            attn = attn.masked_fill(~mask, float("-inf"))
+        return self.attn_drop(attn.softmax(dim=-1)) @ v
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, fused_attn={self.fused_attn}"
@@ -132,10 +90,10 @@ class Attention(_AttentionBase):
 
     def forward(self, x: Tensor, hw: Size2D | None = None, padding: Padding | None = None) -> Tensor:
         B, N, C = x.shape
-        q, k, v = self._split_heads(linear(x, self.qkv), B, N, 3)  # 3 x (B, heads, N, head_dim)
+        q, k, v = self._split_heads(self.qkv(x), B, N, 3)  # 3 x (B, heads, N, head_dim)
         x = self._sdpa(q, k, v, None if padding is None else padding.key_mask())
         x = x.transpose(1, 2).reshape(B, N, C)  # (B, heads, N, head_dim) -> (B, N, C)
-        return self.proj_drop(linear(x, self.proj))
+        return self.proj_drop(self.proj(x))
 
 
 class GlobalSubsampledAttention(_AttentionBase):
@@ -169,7 +127,7 @@ class GlobalSubsampledAttention(_AttentionBase):
     def forward(self, x: Tensor, hw: Size2D, padding: Padding | None = None) -> Tensor:
         """``padding``: padded tokens are zero where the sub-sampling conv reads them and never keys."""
         B, N, C = x.shape
-        q = linear(x, self.q).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, hd)
+        q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, hd)
         mask = None
         if self.sr is not None:
             H, W = hw
@@ -187,10 +145,10 @@ class GlobalSubsampledAttention(_AttentionBase):
         elif padding is not None:
             mask = padding.key_mask()
         M = x.shape[1]
-        k, v = self._split_heads(linear(x, self.kv), B, M, 2)  # 2 x (B, heads, M, head_dim)
+        k, v = self._split_heads(self.kv(x), B, M, 2)  # 2 x (B, heads, M, head_dim)
         x = self._sdpa(q, k, v, mask)
         x = x.transpose(1, 2).reshape(B, N, C)  # (B, heads, N, hd) -> (B, N, C)
-        return self.proj_drop(linear(x, self.proj))
+        return self.proj_drop(self.proj(x))
 
 
 class LocallyGroupedAttention(_AttentionBase):
@@ -253,7 +211,7 @@ class LocallyGroupedAttention(_AttentionBase):
         # (B, Hp, Wp, C) -> (B, nh, ws, nw, ws, C) -> (B, nh*nw, ws*ws, C)
         x = _dense(x.reshape(B, nh, ws, nw, ws, C).transpose(2, 3), sym).reshape(B, nh * nw, ws * ws, C)
         # (B, nW, ws*ws, 3C) -> 3 x (B*nW, heads, ws*ws, head_dim)
-        q, k, v = self._split_heads(linear(x, self.qkv), B * nh * nw, ws * ws, 3)
+        q, k, v = self._split_heads(self.qkv(x), B * nh * nw, ws * ws, 3)
         if padding is not None:
             mask = padding.window_key_mask(ws)  # covers the ceil padding above as well
         elif (mask := self.key_padding_mask(hw, ws, x.device)) is not None:
@@ -264,7 +222,7 @@ class LocallyGroupedAttention(_AttentionBase):
         x = _dense(x.transpose(1, 2), sym).reshape(B, nh, nw, ws, ws, C)
         x = _dense(x.transpose(2, 3), sym).reshape(B, Hp, Wp, C)
         x = _dense(x[:, :H, :W], sym).reshape(B, N, C)
-        return self.proj_drop(linear(x, self.proj))
+        return self.proj_drop(self.proj(x))
 
 
 def _dense(x: Tensor, symbolic: bool) -> Tensor:

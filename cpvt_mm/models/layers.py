@@ -20,7 +20,6 @@ from .attention import (
     set_fused_attn,
     use_fused_attn,
 )
-from .linear import gelu_mlp, linear
 from .padding import Padding
 from .peg import PEG
 from .utils import is_symbolic, tokens_to_map
@@ -110,14 +109,7 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
-        exact_gelu = type(self.act) is nn.GELU and self.act.approximate == "none" and not self.act._forward_hooks
-        if exact_gelu and (self.drop.p == 0 or not self.training):  # one fused path, see linear.gelu_mlp
-            return gelu_mlp(x, self.fc1, self.fc2)
-        if exact_gelu:  # fc1 + GELU in one kernel if possible
-            x = linear(x, self.fc1, gelu=True)
-        else:
-            x = self.act(self.fc1(x))
-        return self.drop(linear(self.drop(x), self.fc2))
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 class TransformerBlock(nn.Module):

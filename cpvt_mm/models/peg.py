@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .padding import Padding
@@ -48,9 +49,9 @@ class PEG(nn.Module):
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"PEG padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         self.num_prefix_tokens = num_prefix_tokens
-        self.proj = nn.Conv2d(
-            dim, dim, kernel_size, stride=1, padding=kernel_size // 2, groups=dim, bias=True, padding_mode=padding_mode
-        )
+        self.padding_mode = padding_mode
+        # The conv pads zeros itself; the other modes pad the map first (forward), so the conv pads nothing.
+        self.proj = nn.Conv2d(dim, dim, kernel_size, padding=0, groups=dim)
         # The token map is a channels-last view, so the conv's weight gradient comes back channels-last:
         # (C, 1, k, k) with strides (k*k, 1, k, 1). Stored the same way (same memory order), the weight's strides
         # match its gradient's, and DDP's gradient buckets (laid out like the weights) need no strided copy.
@@ -61,9 +62,10 @@ class PEG(nn.Module):
         """Space the kernel's taps ``dilation`` tokens apart (padding follows, so the map keeps its size)."""
         if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
             raise ValueError(f"PEG dilation must be a positive integer, got {dilation!r}")
-        pad = dilation * (self.proj.kernel_size[0] // 2)
-        self.proj.dilation, self.proj.padding = (dilation, dilation), (pad, pad)
-        self.proj._reversed_padding_repeated_twice = [pad] * 4  # what non-zero padding modes pad by
+        self.pad = dilation * (self.proj.kernel_size[0] // 2)
+        self.proj.dilation = (dilation, dilation)
+        if self.padding_mode == "zeros":
+            self.proj.padding = (self.pad, self.pad)
 
     def forward(self, x: Tensor, hw: Size2D, padding: Padding | None = None) -> Tensor:
         """``padding``: padded tokens read as zeros (the border an image sees alone) and come out zero."""
@@ -73,15 +75,18 @@ class PEG(nn.Module):
         if N != H * W:
             raise ValueError(f"PEG got {N} tokens for a {H}x{W} map")
         if padding is not None:
-            if self.proj.padding_mode != "zeros":
+            if self.padding_mode != "zeros":
                 raise ValueError(
-                    f"PEG with padding_mode={self.proj.padding_mode!r} cannot run a padded batch (valid_sizes): it "
+                    f"PEG with padding_mode={self.padding_mode!r} cannot run a padded batch (valid_sizes): it "
                     "would pad each image at the batch's border, not at its own. Run such images one at a time "
                     "or at one size"
                 )
             tokens = padding.zero_tokens(tokens)
         feat = tokens_to_map(tokens, hw)  # (B, N, C) -> (B, C, H, W)
-        out = self.proj(feat)
+        if self.padding_mode == "zeros":
+            out = self.proj(feat)
+        else:  # wrap / replicate / reflect the map's own border, then the conv (which pads nothing)
+            out = self.proj(F.pad(feat, (self.pad,) * 4, mode=self.padding_mode))
         out += feat  # in place: the conv's backward needs its input, not its output
         tokens = out.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, N, C)
         if padding is not None:
