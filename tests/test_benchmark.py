@@ -12,9 +12,9 @@ from cpvt_mm.analysis import dense_sweep as sweep
 def test_benchmark_reports_all_implementations_with_ratios(tmp_path, capsys):
     out = tmp_path / "bench.json"
     args = ["--arch", "svt-small", "--batch-size", "1", "--size", "64", "--rounds", "1", "--iters", "1"]
-    bench.main([*args, "--warmup", "0", "--plain-linear", "--json", str(out)])
+    bench.main([*args, "--warmup", "0", "--cpu-fusion", "--json", str(out)])
     report = json.loads(out.read_text())
-    assert set(report["results"]) == {"cpvt_mm", "cpvt_mm plain linear", "timm", "mmpretrain"}
+    assert set(report["results"]) == {"cpvt_mm", "cpvt_mm cpu-fused", "timm", "mmpretrain"}
     for r in report["results"].values():
         assert r["img_per_s"] > 0 and r["peak_mib"] > 0
     table = capsys.readouterr().out

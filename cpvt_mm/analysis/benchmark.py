@@ -13,6 +13,8 @@ then the plain forward's throughput over the padding-aware one's (1.05 = the mod
 
 ``--backbone`` compares backbones only (four stage maps each; timm's ``features_only``), where mmseg's Twins
 is a fourth implementation (``--impls ... mmseg``); ``dense_sweep.py`` runs it across sizes and plots.
+``--cpu-fusion`` adds cpvt_mm with :func:`cpvt_mm.acceleration.fuse_cpu` applied (oneDNN linear kernels, what
+the tools run on CPU) as a row next to the plain model, same weights, in the same interleaved rounds.
 ``--compile`` compiles every implementation alike; ``--peak-tflops`` adds MFU (forward FLOPs from
 :func:`cpvt_mm.analysis.count_complexity`, attention included).
 
@@ -30,6 +32,7 @@ and workspace; what existed before the step is excluded).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -41,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import compat  # noqa: F401  (before timm / mmpretrain import torchvision)
+from ..acceleration import fuse_cpu
 from ..cli import image_size
 from ..deployment import compile_model
 from ..models import PCPVT, SVT, attach
@@ -270,8 +274,9 @@ def run(args: argparse.Namespace) -> dict:
         if args.also_compiled and not args.compile:
             compiled = compile_model(eager, dynamic=False)
             steps[f"{name} compiled"] = make_step(compiled, inputs.get(name, x), args.mode, dtype, device)
-    if args.plain_linear and "cpvt_mm" in steps:
-        steps["cpvt_mm plain linear"] = _without_onednn_linear(steps["cpvt_mm"])
+    if args.cpu_fusion and "cpvt_mm" in models:
+        fused = fuse_cpu(copy.deepcopy(models["cpvt_mm"]))  # same weights, oneDNN modules swapped in
+        steps["cpvt_mm cpu-fused"] = make_step(fused, inputs.get("cpvt_mm", x), args.mode, dtype, device)
     if args.mode == "infer" and not (args.padding or args.backbone) and {"timm", "cpvt_mm"} <= set(models):
         with torch.inference_mode():
             diff = (models["timm"].eval()(x) - models["cpvt_mm"].eval()(x)).abs().max().item()
@@ -321,20 +326,6 @@ def run(args: argparse.Namespace) -> dict:
             for n, r in results.items()
         },
     )
-
-
-def _without_onednn_linear(step: Callable[[], object]) -> Callable[[], object]:
-    """The same step with cpvt_mm's oneDNN linear fast path off (``nn.Linear`` + ``nn.GELU`` as everyone)."""
-    from ..models.linear import set_onednn_linear
-
-    def plain() -> object:
-        previous = set_onednn_linear(False)
-        try:
-            return step()
-        finally:
-            set_onednn_linear(previous)
-
-    return plain
 
 
 def to_markdown(report: dict) -> str:
@@ -391,7 +382,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--also-compiled", action="store_true", help="time every implementation both eager and compiled, one run"
     )
-    p.add_argument("--plain-linear", action="store_true", help="also cpvt_mm without its oneDNN linear fast path (CPU)")
+    p.add_argument(
+        "--cpu-fusion",
+        "--plain-linear",  # the option's old name, from when the fusion was on by default
+        action="store_true",
+        help="also cpvt_mm with cpvt_mm.acceleration.fuse_cpu (CPU, eager), side by side with the plain model",
+    )
     p.add_argument("--with-cp", action="store_true", help="gradient checkpointing in cpvt_mm's backbone")
     p.add_argument("--peak-tflops", type=float, default=0.0, help="device peak for the dtype: report MFU")
     p.add_argument("--json", help="also write the report as JSON here")
@@ -400,6 +396,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.cpu_fusion and (torch.device(args.device).type != "cpu" or args.compile):
+        raise SystemExit("--cpu-fusion: the oneDNN fusion is for eager CPU runs (not --compile, not GPUs)")
     report = run(args)
     print(to_markdown(report))
     if args.json:
