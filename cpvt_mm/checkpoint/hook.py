@@ -70,9 +70,8 @@ class SafeCheckpointHook(CheckpointHook):
     """
 
     def before_train(self, runner: Any) -> None:
-        from .. import compat
-
-        compat.apply()  # the atomic save path must be in place (a no-op once cpvt_mm is imported)
+        # the atomic save path is installed by cpvt_mm.compat, which importing cpvt_mm (how this hook is
+        # found: type='cpvt_mm.SafeCheckpointHook') has already applied
         super().before_train(runner)
         self.file_backend = _DeferredRemoval(self.file_backend)
         if is_main_process():
