@@ -173,7 +173,7 @@ def test_two_process_gloo_matches_one_process(imagenet_root, tmp_path):
 def test_converted_timm_checkpoint_loads_strictly_into_config_classifier(family, tmp_path):
     import timm
 
-    from cpvt_mm.models.converters import convert_twins_checkpoint
+    from cpvt_mm.checkpoint.convert import convert_twins_checkpoint
 
     src = timm.create_model(f"twins_{family}_small", pretrained=False).eval()
     cfg = Config.fromfile(str(ROOT / f"configs/classification/{family}-small_8xb128_in1k.py"))

@@ -25,7 +25,7 @@ from mmseg.models.backbones.twins import PCPVT as MMSegPCPVT
 from mmseg.models.backbones.twins import SVT as MMSegSVT
 from torch import Tensor, nn
 
-from cpvt_mm.models.converters import check_state_dict, convert_twins_checkpoint
+from cpvt_mm.checkpoint.convert import check_state_dict, convert_twins_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / "tools" / "model_converters" / "convert_checkpoint.py"
