@@ -154,7 +154,11 @@ def accelerate_on_cpu(model: nn.Module) -> nn.Module:
     """What the tools run on CPU: the model with cpvt_mm's oneDNN fusion swapped in
     (:func:`cpvt_mm.acceleration.fuse_cpu`; same parameters, same outputs within 1e-5, about 1.4x the speed).
     On another device, or on a torch the fusion was not written for (with a warning), the model as it is."""
-    from ..acceleration import fuse_cpu_for_device
+    from mmengine.logging import print_log
+
+    from ..acceleration import fuse_cpu_for_device, is_cpu_fused
 
     param = next(model.parameters(), None)
-    return model if param is None else fuse_cpu_for_device(model, param.device)
+    if param is not None and is_cpu_fused(fuse_cpu_for_device(model, param.device)):
+        print_log("CPU: oneDNN-fused linear layers swapped in (cpvt_mm.acceleration.fuse_cpu)", logger="current")
+    return model

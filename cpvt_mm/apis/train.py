@@ -123,7 +123,8 @@ def train(cfg: Config, auto_resume: bool = False):
             found = find_resume_checkpoint(cfg.work_dir, checkpoint_dirs(cfg))
             cfg.resume, cfg.load_from = found is not None, found
         runner = build_runner(cfg)
-        accelerate_on_cpu(runner.model)
+        if not cfg.get("compile"):  # mmengine's own torch.compile option: compilers fuse on their own
+            accelerate_on_cpu(runner.model)
         try:
             runner.train()
         except IndexError as e:
