@@ -10,7 +10,7 @@ from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT
 from cpvt_mm.acceleration import CpuFusionError, cpu_fusion_unavailable, fuse_cpu, is_cpu_fused, unfuse_cpu
 from cpvt_mm.acceleration.cpu import FusedLinear, FusedMlp
 from cpvt_mm.models import CPVT, PCPVT, SVT
-from cpvt_mm.models.layers import Mlp
+from cpvt_mm.models.layers import Attention, GlobalSubsampledAttention, LocallyGroupedAttention, Mlp
 
 pytestmark = pytest.mark.skipif(cpu_fusion_unavailable() is not None, reason=str(cpu_fusion_unavailable()))
 
@@ -37,7 +37,7 @@ def test_fused_model_matches_the_plain_one_in_inference_and_training_and_is_reve
     fused = fuse_cpu(copy.deepcopy(plain))
     assert is_cpu_fused(fused) and not is_cpu_fused(plain)
     kinds = {type(m) for m in fused.modules()}
-    assert {FusedMlp, FusedLinear} <= kinds and Mlp not in kinds
+    assert {FusedMlp, FusedLinear} <= kinds and not {Mlp, Attention, GlobalSubsampledAttention} & kinds
     assert fused.state_dict().keys() == plain.state_dict().keys()
     x = torch.randn(2, 3, 64, 96)
     with torch.inference_mode():
@@ -56,6 +56,7 @@ def test_fused_model_matches_the_plain_one_in_inference_and_training_and_is_reve
     assert not is_cpu_fused(restored) and Mlp in {type(m) for m in restored.modules()}
     assert restored.state_dict().keys() == plain.state_dict().keys()
     assert all(type(m) is not FusedLinear for m in restored.modules())
+    assert {type(m) for m in restored.modules()} == {type(m) for m in plain.modules()}
     for (n, p), (m, q) in zip(restored.named_parameters(), plain.named_parameters(), strict=True):
         assert n == m and torch.equal(p, q)
 
@@ -164,3 +165,35 @@ def test_fusion_checks_the_torch_version(monkeypatch):
     with pytest.warns(UserWarning, match="plain model"):
         model = cpu.fuse_cpu_for_device(tiny_model("svt"), "cpu")
     assert not is_cpu_fused(model)
+
+
+def test_small_attention_maps_take_matmuls_only_in_cpu_autocast_training(monkeypatch):
+    """Window-sized attention (49 x 49) trains faster under CPU autocast as two matmuls than through SDPA's
+    kernel; the switch must give SDPA's result (masked keys included) and leave SDPA everywhere else:
+    inference, float32 training and large maps."""
+    import cpvt_mm.models.attention as att
+
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(att.F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    attn = fuse_cpu(torch.nn.Sequential(LocallyGroupedAttention(32, 2, window_size=7)))[0]
+    q, k, v = (torch.randn(6, 2, 49, 16, requires_grad=True) for _ in range(3))
+    mask = torch.rand(6, 1, 1, 49) > 0.3
+    mask[..., 0] = True  # every window keeps a real key, as cpvt_mm's masks guarantee
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = sdpa(q, k, v, attn_mask=mask)
+        got = attn._sdpa(q, k, v, mask)
+        assert not calls and got.dtype == torch.bfloat16
+        grads = torch.autograd.grad(got.float().sum(), (q, k, v))
+        grads_sdpa = torch.autograd.grad(want.float().sum(), (q, k, v))
+    torch.testing.assert_close(got.float(), want.float(), atol=3e-2, rtol=3e-2)
+    for a, b in zip(grads, grads_sdpa):
+        torch.testing.assert_close(a.float(), b.float(), atol=5e-2, rtol=5e-2)
+    attn._sdpa(q, k, v, mask).sum().backward()  # float32 training: SDPA
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        attn._sdpa(q, k, v, mask)  # inference: SDPA
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        big = torch.randn(1, 1, 3136, 16, requires_grad=True)
+        attn._sdpa(big, big[:, :, :49], big[:, :, :49])  # a large map: SDPA
+    assert len(calls) == 3
+    assert type(unfuse_cpu(torch.nn.Sequential(attn))[0]) is LocallyGroupedAttention

@@ -7,12 +7,14 @@ PCPVT-S inference those were 54% (GEMM), 11% (the bias copies) and 24% (GELU) of
 inside the GEMM's epilogue; here about 1.4x the throughput of the plain model (docs/benchmarks.md).
 
 :func:`fuse_cpu` swaps, in a built model, every cpvt_mm ``Mlp`` for a :class:`FusedMlp` and every linear layer of a
-cpvt_mm attention for a :class:`FusedLinear`. Both keep the same parameters under the same names (the state_dict
-is unchanged) and :func:`unfuse_cpu` swaps the plain modules back, in the style of ``fuse_conv_bn`` or
-``torch.ao.quantization.fuse_modules``. The fused modules use the kernel for eager float32 CPU tensors outside
-autocast and dispatch modes (FLOP counters see the standard ops); elsewhere they compute exactly what the plain
-modules do. In training, forward and backward products both run on the kernel (:class:`_Linear`), and the MLP
-recomputes its GELU in the backward instead of keeping the block's widest activation (:class:`_GeluMlp`).
+cpvt_mm attention for a :class:`FusedLinear`; the attentions themselves take two matmuls instead of SDPA for small
+maps in CPU-autocast training (:data:`SMALL_ATTENTION_MAP`). All keep the same parameters under the same names
+(the state_dict is unchanged) and :func:`unfuse_cpu` swaps the plain modules back, in the style of
+``fuse_conv_bn`` or ``torch.ao.quantization.fuse_modules``. The fused linear layers use the kernel for eager
+float32 CPU tensors outside autocast and dispatch modes (FLOP counters see the standard ops); elsewhere they
+compute exactly what the plain modules do. In training, forward and backward products both run on the kernel
+(:class:`_Linear`), and the MLP recomputes its GELU in the backward instead of keeping the block's widest
+activation (:class:`_GeluMlp`).
 
 It relies on a private op (``torch.ops.mkldnn._linear_pointwise``) and on torch internals, so it checks the torch
 version it was written for, and it refuses to run under ``torch.compile``, export or tracing: compilers fuse on
@@ -29,12 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.attention import _AttentionBase
+from ..models.attention import Attention, GlobalSubsampledAttention, LocallyGroupedAttention, _AttentionBase
 from ..models.layers import Mlp
 
 __all__ = [
     "CpuFusionError",
+    "FusedAttention",
+    "FusedGlobalSubsampledAttention",
     "FusedLinear",
+    "FusedLocallyGroupedAttention",
     "FusedMlp",
     "cpu_fusion_unavailable",
     "fuse_cpu",
@@ -215,6 +220,51 @@ class FusedMlp(Mlp):
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
+# Attention maps of at most this many entries (SVT's 7x7 windows: 49 x 49) train faster under CPU autocast as two
+# matmuls than through SDPA's CPU backward: bf16 SVT-S training measured 0.82-0.89x timm (which uses matmuls for its
+# windows) with SDPA and 1.06-1.20x with matmuls, peak memory +1% (2 cores, 2026-12-02, docs/benchmarks.md). Measured
+# on that machine only. Inference and float32 training keep SDPA (as fast, less memory).
+SMALL_ATTENTION_MAP = 64 * 64
+
+
+class _SmallMapsAsMatmuls:
+    """SDPA, except the reference path's two matmuls for small maps in CPU-autocast training."""
+
+    def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+        _refuse_traced(q)
+        if (
+            self.fused_attn
+            and q.device.type == "cpu"
+            and torch.is_autocast_enabled("cpu")
+            and _needs_grad(q)
+            and q.shape[-2] * k.shape[-2] <= SMALL_ATTENTION_MAP
+        ):
+            return self._reference(q, k, v, mask)
+        return super()._sdpa(q, k, v, mask)
+
+
+class FusedAttention(_SmallMapsAsMatmuls, Attention):
+    pass
+
+
+class FusedGlobalSubsampledAttention(_SmallMapsAsMatmuls, GlobalSubsampledAttention):
+    pass
+
+
+class FusedLocallyGroupedAttention(_SmallMapsAsMatmuls, LocallyGroupedAttention):
+    pass
+
+
+_FUSED = {
+    Mlp: FusedMlp,
+    nn.Linear: FusedLinear,
+    Attention: FusedAttention,
+    GlobalSubsampledAttention: FusedGlobalSubsampledAttention,
+    LocallyGroupedAttention: FusedLocallyGroupedAttention,
+}
+_PLAIN = {fused: plain for plain, fused in _FUSED.items()}
+
+
 def _swap(module: nn.Module, cls: type[nn.Module]) -> nn.Module:
     """A ``cls`` holding ``module``'s parameters, children, hooks and mode under the same names."""
     new = cls.__new__(cls)
@@ -223,14 +273,14 @@ def _swap(module: nn.Module, cls: type[nn.Module]) -> nn.Module:
 
 
 def _replace(model: nn.Module, pick) -> int:
-    """Replace every module ``pick`` maps to a class (children first found, parents set); returns the count."""
+    """Replace every module ``pick`` maps to a class, deepest first (a swapped parent copies its swapped children)."""
     swaps = []
     for parent in model.modules():
         for name, child in parent.named_children():
             cls = pick(parent, child)
             if cls is not None:
                 swaps.append((parent, name, child, cls))
-    for parent, name, child, cls in swaps:
+    for parent, name, child, cls in reversed(swaps):
         setattr(parent, name, _swap(child, cls))
     return len(swaps)
 
@@ -246,11 +296,11 @@ def fuse_cpu(model: nn.Module) -> nn.Module:
         raise CpuFusionError("fuse_cpu takes the plain model, not a torch.compile'd one (compilers fuse on their own)")
 
     def pick(parent: nn.Module, child: nn.Module) -> type[nn.Module] | None:
-        if type(child) is Mlp and type(child.act) is nn.GELU and child.act.approximate == "none":
-            return FusedMlp
-        if type(child) is nn.Linear and isinstance(parent, _AttentionBase):
-            return FusedLinear
-        return None
+        if type(child) is Mlp and not (type(child.act) is nn.GELU and child.act.approximate == "none"):
+            return None  # another activation: not the fused kernel's
+        if type(child) is nn.Linear and not isinstance(parent, _AttentionBase):
+            return None  # heads and necks stay as they are
+        return _FUSED.get(type(child))
 
     _replace(model, pick)
     return model
@@ -258,12 +308,12 @@ def fuse_cpu(model: nn.Module) -> nn.Module:
 
 def unfuse_cpu(model: nn.Module) -> nn.Module:
     """Undo :func:`fuse_cpu`: the plain ``Mlp`` and ``nn.Linear`` modules, same parameters (in place; returned)."""
-    _replace(model, lambda parent, child: {FusedMlp: Mlp, FusedLinear: nn.Linear}.get(type(child)))
+    _replace(model, lambda parent, child: _PLAIN.get(type(child)))
     return model
 
 
 def is_cpu_fused(model: nn.Module) -> bool:
-    return any(isinstance(m, (FusedMlp, FusedLinear)) for m in model.modules())
+    return any(type(m) in _PLAIN for m in model.modules())
 
 
 def fuse_cpu_for_device(model: nn.Module, device: str | torch.device) -> nn.Module:

@@ -70,6 +70,9 @@ class _AttentionBase(nn.Module):
         if self.fused_attn:
             dropout = self.attn_drop.p if self.training else 0.0
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        return self._reference(q, k, v, mask)
+
+    def _reference(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
         attn = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)  # (..., Nq, Nk)
         if mask is not None:
             attn = attn.masked_fill(~mask, float("-inf"))
