@@ -254,7 +254,13 @@ def summarize(result: TaskResult, work_dir: str, log: str) -> TaskResult:
     for r in rows:
         if "loss" not in r:
             result.metrics.update({k: v for k, v in r.items() if (isinstance(v, float) and "/" in k) or k == "mIoU"})
-    for needle in ("Grad strides do not match", "find_unused_parameters", "NaN", "nan loss"):
+    # the messages themselves (the config dump the log starts with names find_unused_parameters too)
+    for needle in (
+        "Grad strides do not match bucket view strides",  # DDP: a gradient laid out unlike its bucket
+        "did not find any unused parameters",  # DDP: find_unused_parameters=True for nothing
+        "Expected to have finished reduction",  # DDP: a parameter got no gradient
+        "infinite or NaN",  # mmengine: the loss diverged
+    ):
         if needle in log:
             result.warnings.append(needle)
     return result
