@@ -540,3 +540,49 @@ def test_dilated_peg_keeps_padding_invariance():
         padded = model(batch, valid_sizes=torch.tensor([[40, 56], [64, 64]]))[0]
         torch.testing.assert_close(padded[0], model(x)[0][0], atol=1e-5, rtol=1e-5)
     assert model.state_dict().keys() == CPVT(arch=TINY_CPVT, patch_size=4, with_cls_token=False).state_dict().keys()
+
+
+# --------------------------------------------------------------------------- one backbone base
+@pytest.mark.parametrize("cls", [CPVT, PCPVT, SVT])
+def test_every_backbone_takes_the_peg_options_and_dilates_a_trained_model(cls):
+    """peg_padding_mode / peg_dilation exist on every backbone (they were CPVT's only), and set_peg_dilation on a
+    built model gives what building it dilated gives."""
+    from cpvt_mm.models.base import Backbone
+
+    def build(**kw):
+        torch.manual_seed(0)
+        return cls(arch=TINY_CPVT, **kw).eval() if cls is CPVT else _pyramid(cls, **kw)
+
+    x = torch.randn(1, 3, 64, 96)
+    plain, dilated = build(), build(peg_dilation=2)
+    assert isinstance(plain, Backbone)
+    with torch.no_grad():
+        before = plain(x)
+        plain.set_peg_dilation(2)
+        after, reference = plain(x), dilated(x)
+    for a, r, b in zip(after, reference, before, strict=True):
+        torch.testing.assert_close(a, r)
+        assert not torch.allclose(a, b)
+    circular = build(peg_padding_mode="circular")
+    pegs = [m for m in circular.modules() if isinstance(m, PEG)]
+    assert pegs and all(p.padding_mode == "circular" for p in pegs)
+    with pytest.raises(ValueError, match="cannot run a padded batch"):
+        circular(x, valid_sizes=torch.tensor([[48, 80]]))
+
+
+@pytest.mark.parametrize("cls", [CPVT, PCPVT, SVT])
+def test_backbone_base_rules_match_each_layout(cls):
+    """The shared rules: every PEG and 1-D parameter (plus CPVT's class token) skips weight decay; frozen parts
+    stay frozen and in eval mode through train(); every parameter has a layer id below num_layers."""
+    model = cls(arch=TINY_CPVT, frozen_stages=1) if cls is CPVT else _pyramid(cls, frozen_stages=1)
+    model.train()
+    no_decay = model.no_weight_decay()
+    for name, p in model.named_parameters():
+        is_peg = ".peg." in f".{name}" or name.startswith("pegs.")
+        assert (name in no_decay) == (p.ndim == 1 or is_peg or name == "cls_token"), name
+        layer, num = model.get_layer_depth(name)
+        assert 0 <= layer < num == model.num_layers
+    first = model.blocks[0] if cls is CPVT else model.stages[0]
+    assert not first.training and not any(p.requires_grad for p in first.parameters())
+    second = model.blocks[1] if cls is CPVT else model.stages[1]
+    assert second.training and all(p.requires_grad for p in second.parameters())

@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ..registry import MODELS
+from .base import Backbone
 from .layers import PEG, Attention, PatchEmbed, TransformerBlock, checkpoint_block, init_weights_, tokens_to_map
 from .padding import Padding, attach, lookup
 from .utils import check_image_batch, check_in_channels, is_symbolic, normalize_indices, output_map, resolve_arch
@@ -32,7 +32,7 @@ OUT_TYPES = ("cls_token", "avg_featmap", "featmap", "raw")
 
 
 @MODELS.register_module()
-class CPVT(BaseModule):
+class CPVT(Backbone):
     """Plain (single-scale) CPVT.
 
     Args:
@@ -105,8 +105,7 @@ class CPVT(BaseModule):
             raise ValueError(f"CPVT: out_type must be one of {OUT_TYPES}, got {out_type!r}")
         if out_type == "cls_token" and not with_cls_token:
             raise ValueError("CPVT: out_type='cls_token' needs with_cls_token=True")
-        if not -1 <= frozen_stages <= depth:
-            raise ValueError(f"CPVT: frozen_stages must be in [-1, {depth}], got {frozen_stages}")
+        self.check_frozen_stages(frozen_stages, depth, "CPVT")
         self.in_channels = in_channels
         self.patch_size = patch_size
         self.embed_dims = dim
@@ -218,47 +217,25 @@ class CPVT(BaseModule):
                 outs.append(self._format(out, hw, padding))
         return tuple(outs)
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.with_cp = bool(enable)
+    # ------------------------------------------------------------------ layout for the Backbone base
+    @property
+    def num_layers(self) -> int:
+        return self.depth + 2
 
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        frozen: list[nn.Module] = [self.patch_embed, *self.blocks[: self.frozen_stages]]
-        frozen += [self.pegs[k] for k in self.pegs if k == "embed" or int(k) < self.frozen_stages]
-        for m in frozen:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
-        for p in (self.cls_token, self.pos_embed):
-            if p is not None:
-                p.requires_grad = False
+    def _frozen_modules(self) -> list[nn.Module | nn.Parameter | None]:
+        frozen = [self.patch_embed, *self.blocks[: self.frozen_stages], self.cls_token, self.pos_embed]
+        return frozen + [self.pegs[k] for k in self.pegs if k == "embed" or int(k) < self.frozen_stages]
 
-    def train(self, mode: bool = True) -> CPVT:
-        super().train(mode)
-        self._freeze_stages()
-        return self
+    def _no_decay_extra(self) -> set[str]:
+        return {"cls_token", "pos_embed"}
 
-    def no_weight_decay(self) -> set[str]:
-        """PEG, norms, biases and the class token train without weight decay (authors' recipe)."""
-        return {
-            n
-            for n, p in self.named_parameters()
-            if n.startswith("pegs.") or "norm" in n or p.ndim == 1 or n in ("cls_token", "pos_embed")
-        }
-
-    def get_layer_depth(self, param_name: str, prefix: str = "") -> tuple[int, int]:
-        """Layer id for layer-wise lr decay: embedding, class token and the embedding's PEG 0; block i (and
-        the PEG after it) i + 1."""
-        num_layers = self.depth + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        name = param_name[len(prefix) :]
+    def _layer_id(self, name: str) -> int | None:
+        """Embedding, class token and the embedding's PEG: 0; block i and the PEG after it: i + 1."""
         if name.startswith(("patch_embed", "cls_token", "pos_embed", "pegs.embed.")):
-            return 0, num_layers
+            return 0
         if name.startswith(("blocks.", "pegs.")):
-            return int(name.split(".")[1]) + 1, num_layers
-        return num_layers - 1, num_layers
+            return int(name.split(".")[1]) + 1
+        return None
 
 
 def _split_peg_positions(positions: Sequence[int | str], depth: int) -> tuple[bool, tuple[int, ...]]:

@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ..registry import MODELS
+from .base import Backbone
 from .layers import (
     PEG,
     GlobalSubsampledAttention,
@@ -64,6 +64,8 @@ class PyramidStage(nn.Module):
         qkv_bias: bool = True,
         peg_kernel_size: int = 3,
         out_norm: bool = False,
+        peg_padding_mode: str = "zeros",
+        peg_dilation: int = 1,
     ) -> None:
         super().__init__()
         self.patch_embed = PatchEmbed(in_channels, dim, patch_size)
@@ -79,7 +81,7 @@ class PyramidStage(nn.Module):
                 attn = GlobalSubsampledAttention(dim, num_heads, sr_ratio, qkv_bias, attn_drop_rate, drop_rate)
             blocks.append(TransformerBlock(dim, attn, mlp_ratio, drop=drop_rate, drop_path=drop_path[j]))
         self.blocks = nn.ModuleList(blocks)
-        self.peg = PEG(dim, peg_kernel_size)
+        self.peg = PEG(dim, peg_kernel_size, padding_mode=peg_padding_mode, dilation=peg_dilation)
         self.norm = nn.LayerNorm(dim, eps=1e-6) if out_norm else nn.Identity()
         self.with_cp = False
 
@@ -104,7 +106,7 @@ class PyramidStage(nn.Module):
 
 
 @MODELS.register_module()
-class PCPVT(BaseModule):
+class PCPVT(Backbone):
     """Pyramid CPVT (Twins-PCPVT): global sub-sampled attention in every block, PEG after block 0 of each
     stage.
 
@@ -123,6 +125,9 @@ class PCPVT(BaseModule):
             by ``train()``); ``-1`` freezes nothing.
         with_cp: Gradient checkpointing of every block (same outputs, less activation memory).
         init_cfg: mmengine init config, e.g. ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+        peg_padding_mode, peg_dilation: The PEGs' padding (``'zeros'``: the paper's) and tap spacing (1 in
+            training), as for :class:`~cpvt_mm.models.CPVT`; :meth:`set_peg_dilation` changes the spacing of
+            a trained model.
     """
 
     arch_zoo: dict[str, dict[str, Any]] = {
@@ -154,6 +159,8 @@ class PCPVT(BaseModule):
         frozen_stages: int = -1,
         with_cp: bool = False,
         init_cfg: dict | list[dict] | None = None,
+        peg_padding_mode: str = "zeros",
+        peg_dilation: int = 1,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         name = type(self).__name__
@@ -180,8 +187,7 @@ class PCPVT(BaseModule):
             out_norms = [out_norms] * num_stages
         if len(out_norms) != num_stages:
             raise ValueError(f"{name}: out_norms needs {num_stages} entries, got {len(out_norms)}")
-        if not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f"{name}: frozen_stages must be in [-1, {num_stages}], got {frozen_stages}")
+        self.check_frozen_stages(frozen_stages, num_stages, name)
 
         self.in_channels = in_channels
         self.embed_dims = dims
@@ -210,6 +216,8 @@ class PCPVT(BaseModule):
                     qkv_bias=qkv_bias,
                     peg_kernel_size=peg_kernel_size,
                     out_norm=bool(out_norms[s]),
+                    peg_padding_mode=peg_padding_mode,
+                    peg_dilation=peg_dilation,
                 )
             )
         self.stages = nn.ModuleList(stages)
@@ -242,47 +250,22 @@ class PCPVT(BaseModule):
                 outs.append(output_map(out))
         return tuple(outs)
 
-    # ------------------------------------------------------------------ training affordances
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint every block's activations (recomputed in backward)."""
-        self.with_cp = bool(enable)
-        for stage in self.stages:
-            stage.with_cp = self.with_cp
+    # ------------------------------------------------------------------ layout for the Backbone base
+    @property
+    def num_layers(self) -> int:
+        return sum(self.depths) + 2
 
-    def _freeze_stages(self) -> None:
-        for stage in self.stages[: max(self.frozen_stages, 0)]:
-            stage.eval()
-            for p in stage.parameters():
-                p.requires_grad = False
+    def _frozen_modules(self) -> list[nn.Module]:
+        return list(self.stages[: self.frozen_stages])
 
-    def train(self, mode: bool = True) -> PCPVT:
-        super().train(mode)
-        self._freeze_stages()  # keep frozen stages in eval mode (dropout / drop-path off)
-        return self
-
-    def no_weight_decay(self) -> set[str]:
-        """Parameter names the authors train without weight decay (PEG, norms, biases)."""
-        return {n for n, p in self.named_parameters() if ".peg." in n or ".norm" in n or p.ndim == 1}
-
-    def get_layer_depth(self, param_name: str, prefix: str = "") -> tuple[int, int]:
-        """Layer id for layer-wise lr decay (mmpretrain's ``LearningRateDecayOptimWrapperConstructor``).
-
-        Blocks are numbered 1..sum(depths) in order; a stage's patch embedding and PEG share the id of its
-        first block; output norms count as the last layer. Returns ``(layer_id, num_layers)``.
-        """
-        num_layers = sum(self.depths) + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        parts = param_name[len(prefix) :].split(".")
-        if parts[0] != "stages" or len(parts) < 3:
-            return num_layers - 1, num_layers
-        s = int(parts[1])
-        first = sum(self.depths[:s]) + 1
-        if parts[2] == "blocks":
-            return first + int(parts[3]), num_layers
-        if parts[2] == "norm":
-            return num_layers - 1, num_layers
-        return first, num_layers  # patch_embed, peg
+    def _layer_id(self, name: str) -> int | None:
+        """Blocks are numbered 1..sum(depths) in order; a stage's patch embedding and PEG share the id of its
+        first block; output norms count as the last layer."""
+        parts = name.split(".")
+        if parts[0] != "stages" or len(parts) < 3 or parts[2] == "norm":
+            return None
+        first = sum(self.depths[: int(parts[1])]) + 1
+        return first + int(parts[3]) if parts[2] == "blocks" else first  # patch_embed, peg
 
 
 @MODELS.register_module()
