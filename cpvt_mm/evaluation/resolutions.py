@@ -101,6 +101,7 @@ def evaluate_sizes(
     :func:`cpvt_mm.evaluation.write_report`)."""
     from ..apis.config import load_config
     from ..apis.datasets import validate_datasets
+    from ..apis.inference import accelerate_on_cpu
 
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f"eval_resolutions: checkpoint {checkpoint} not found")
@@ -112,6 +113,7 @@ def evaluate_sizes(
     native = native_size(pipeline)
     cfg = prepare_checkpoint_runner_config(cfg, checkpoint, work_dir)
     runner = build_runner(cfg)
+    accelerate_on_cpu(runner.model)  # as tools/test.py does: the oneDNN fusion on CPU, nothing elsewhere
 
     loop_cfg = dict(cfg.get("test_cfg") or {})
     loop_cfg.setdefault("type", "TestLoop")
