@@ -20,12 +20,11 @@ refused. The ``save_checkpoint`` that mmengine's ``Runner`` and ``CheckpointHook
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..checkpoint.load import (  # noqa: F401  (the loaders' old import path)
     SAFE_LOADERS,
     UnsafeCheckpointError,
     _install_allow_list,
+    _refuse_unknown_scheme,
     load_from_http,
     load_from_local,
     load_from_mmcls,
@@ -37,17 +36,6 @@ from ..checkpoint.load import (  # noqa: F401  (the loaders' old import path)
 from ..checkpoint.save import save_checkpoint_for_mmengine
 
 _safe_save_checkpoint = save_checkpoint_for_mmengine  # old private name
-
-
-def _refuse_unknown_scheme(prefix: str) -> Any:
-    def load(filename: str, map_location: Any = None, *args: Any, **kwargs: Any) -> Any:
-        raise UnsafeCheckpointError(
-            f"refusing to load checkpoint {filename}: its scheme {prefix!r} has no weights-only loader in "
-            "cpvt_mm (mmengine's own loader for it would unpickle with weights_only=False)"
-        )
-
-    load.__name__ = "load_from_refused"  # mmengine logs the name minus its first 10 characters
-    return load
 
 
 def patch_checkpoint_loading() -> None:
