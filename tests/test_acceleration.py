@@ -10,7 +10,8 @@ from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT
 from cpvt_mm.acceleration import CpuFusionError, cpu_fusion_unavailable, fuse_cpu, is_cpu_fused, unfuse_cpu
 from cpvt_mm.acceleration.cpu import FusedLinear, FusedMlp
 from cpvt_mm.models import CPVT, PCPVT, SVT
-from cpvt_mm.models.layers import Attention, GlobalSubsampledAttention, LocallyGroupedAttention, Mlp
+from cpvt_mm.models.attention import Attention, GlobalSubsampledAttention, LocallyGroupedAttention
+from cpvt_mm.models.layers import Mlp
 
 pytestmark = pytest.mark.skipif(cpu_fusion_unavailable() is not None, reason=str(cpu_fusion_unavailable()))
 

@@ -10,7 +10,7 @@ from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT
 
 import cpvt_mm
 from cpvt_mm.models import CPVT, PCPVT, PEG, SVT, set_fused_attn
-from cpvt_mm.models.layers import Attention, GlobalSubsampledAttention, LocallyGroupedAttention
+from cpvt_mm.models.attention import Attention, GlobalSubsampledAttention, LocallyGroupedAttention
 
 SIZES = [(224, 224), (225, 225), (333, 517), (511, 683), (800, 1216), (64, 1024)]
 
@@ -396,8 +396,11 @@ def tiny_model(kind: str) -> torch.nn.Module:
 def test_a_batch_of_one_keeps_its_tokens_contiguous_through_the_convs(cls):
     """The token -> map view must carry channels-last strides oneDNN recognises even for a batch of one (an
     elementwise op may give the size-1 batch dim any stride); otherwise the PEG and patch-embedding convs
-    return NCHW maps and every later LayerNorm and linear layer of the stage copies its input."""
-    model = tiny_model(cls).train()
+    return NCHW maps and every later LayerNorm and linear layer of the stage copies its input. The image itself
+    is made channels-last by the CPU transform (``fuse_cpu``: the tools apply it on CPU)."""
+    from cpvt_mm.acceleration import fuse_cpu
+
+    model = fuse_cpu(tiny_model(cls).train())
     layouts = []
     for module in model.modules():
         if isinstance(module, torch.nn.LayerNorm):

@@ -21,6 +21,7 @@ from toy_configs import FPN, UPER, load, tiny
 
 import cpvt_mm
 from cpvt_mm.models import CPVT, PCPVT, SVT, SimpleFeaturePyramid, attach, lookup
+from cpvt_mm.models.padding import Grid
 
 TINY_SVT7 = dict(TINY_PCPVT, window_sizes=[7, 7, 7, 7])  # the paper's 7x7 windows, so windows get padded
 # (h, w) of the image under test: a multiple of the total stride 32; neither a multiple of 32 nor of 7; and
@@ -227,11 +228,18 @@ def test_unpadded_batches_take_the_plain_path_bit_for_bit(cls):
         assert torch.equal(a, b)
 
 
-def test_attached_sizes_belong_to_one_tensor_object():
+def test_valid_sizes_are_a_field_of_the_batch_and_the_unpadded_grid_is_a_no_op():
     x = attach(torch.zeros(2, 3, 8, 8), [[4, 8], [8, 8]])
-    assert lookup(x).tolist() == [[4, 8], [8, 8]]
+    assert x.valid_sizes.tolist() == lookup(x).tolist() == [[4, 8], [8, 8]]
+    # a tensor derived from the batch is another batch: it gets the plain forward
     assert lookup(x[:, :, :4]) is None and lookup(x.clone()) is None and lookup(x + 0) is None
-    assert lookup(copy.deepcopy(x)) is None
+    assert lookup(copy.deepcopy(x)).tolist() == [[4, 8], [8, 8]]  # a copy of the same batch
+    assert attach(torch.zeros(1, 3, 8, 8), None).__dict__ == {}
+    grid = Grid.of_batch(x, [[8, 8], [8, 8]])  # nothing padded: every masking method returns its input
+    tokens, fmap = torch.randn(2, 64, 4), torch.randn(2, 4, 8, 8)
+    assert not grid.padded and grid.key_mask() is None and grid.window_key_mask(4, tokens) is None
+    assert grid.zero_tokens(tokens) is tokens and grid.zero_map(fmap) is fmap and grid.fill(fmap, 1.0) is fmap
+    assert Grid.of_batch(x, lookup(x)).padded and Grid.of_batch(x, lookup(x)).key_mask().shape == (2, 1, 1, 64)
     with pytest.raises(ValueError, match="one \\(h, w\\) per image"):
         attach(torch.zeros(2, 3, 8, 8), [[4, 8]])
     with pytest.raises(ValueError, match="within the \\(8, 8\\) map"):

@@ -8,7 +8,8 @@ inside the GEMM's epilogue; here about 1.4x the throughput of the plain model (d
 
 :func:`fuse_cpu` swaps, in a built model, every cpvt_mm ``Mlp`` for a :class:`FusedMlp` and every linear layer of a
 cpvt_mm attention for a :class:`FusedLinear`; the attentions themselves take two matmuls instead of SDPA for small
-maps in CPU-autocast training (:data:`SMALL_ATTENTION_MAP`). All keep the same parameters under the same names
+maps in CPU-autocast training (:data:`SMALL_ATTENTION_MAP`), and patch embeddings take channels-last images
+(:class:`FusedPatchEmbed`). All keep the same parameters under the same names
 (the state_dict is unchanged) and :func:`unfuse_cpu` swaps the plain modules back, in the style of
 ``fuse_conv_bn`` or ``torch.ao.quantization.fuse_modules``. The fused linear layers use the kernel for eager
 float32 CPU tensors outside autocast and dispatch modes (FLOP counters see the standard ops); elsewhere they
@@ -32,7 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.attention import Attention, GlobalSubsampledAttention, LocallyGroupedAttention, _AttentionBase
-from ..models.layers import Mlp
+from ..models.layers import Mlp, PatchEmbed
+from ..models.utils import is_symbolic
 
 __all__ = [
     "CpuFusionError",
@@ -41,6 +43,7 @@ __all__ = [
     "FusedLinear",
     "FusedLocallyGroupedAttention",
     "FusedMlp",
+    "FusedPatchEmbed",
     "cpu_fusion_unavailable",
     "fuse_cpu",
     "fuse_cpu_for_device",
@@ -243,6 +246,21 @@ class _SmallMapsAsMatmuls:
         return super()._sdpa(q, k, v, mask)
 
 
+class FusedPatchEmbed(PatchEmbed):
+    """cpvt_mm's ``PatchEmbed`` fed a channels-last image on CPU.
+
+    oneDNN's conv returns the layout it is given. From a channels-last input (a copy of a 3-channel image; free for
+    the token maps of later stages, already channels-last views) the output's tokens are contiguous; from an NCHW
+    image they would not be, and the LayerNorm after it copies them forward and backward (3.5x the time of conv +
+    norm at 512x512, 2 cores, 2026-12-03).
+    """
+
+    def forward(self, x: Tensor, grid=None) -> tuple[Tensor, tuple[int, int]]:
+        if x.device.type == "cpu" and not is_symbolic(*x.shape[-2:]):
+            x = x.contiguous(memory_format=torch.channels_last)  # the zero-fill and F.pad keep the layout
+        return super().forward(x, grid)
+
+
 class FusedAttention(_SmallMapsAsMatmuls, Attention):
     pass
 
@@ -257,6 +275,7 @@ class FusedLocallyGroupedAttention(_SmallMapsAsMatmuls, LocallyGroupedAttention)
 
 _FUSED = {
     Mlp: FusedMlp,
+    PatchEmbed: FusedPatchEmbed,
     nn.Linear: FusedLinear,
     Attention: FusedAttention,
     GlobalSubsampledAttention: FusedGlobalSubsampledAttention,

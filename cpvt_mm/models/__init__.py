@@ -1,5 +1,6 @@
 """cpvt_mm models: the PEG and layers, plain CPVT, PCPVT and SVT (registered in ``cpvt_mm.registry``)."""
 
+from .attention import set_fused_attn, use_fused_attn
 from .cpvt import CPVT
 from .data_preprocessor import (
     MultiScaleTrainPreprocessor,
@@ -7,9 +8,9 @@ from .data_preprocessor import (
     PaddingAwareSegDataPreProcessor,
 )
 from .dense_heads import PaddingAwareRetinaHead, PaddingAwareRPNHead
-from .layers import PEG, set_fused_attn, use_fused_attn
 from .necks import LayerNorm2d, SimpleFeaturePyramid
 from .padding import attach, lookup
+from .peg import PEG
 from .twins import PCPVT, SVT
 
 __all__ = [

@@ -1,8 +1,6 @@
 """What every cpvt_mm backbone offers a training recipe, written once: freezing, train mode, weight-decay
-exclusions, layer depth for layer-wise lr decay, gradient checkpointing and the PEGs' test-time dilation.
-
-A backbone says only what is specific to its layout: which modules a ``frozen_stages`` value freezes
-(:meth:`_frozen_modules`), and which layer a parameter belongs to (:meth:`_layer_id`).
+exclusions, layer depth for layer-wise lr decay, gradient checkpointing and the PEGs' test-time dilation. A
+backbone says only what its layout decides: :meth:`_frozen_modules` and :meth:`_layer_id`.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ class Backbone(BaseModule):
     with_cp: bool = False
     num_layers: int  # layer ids run 0 .. num_layers - 1; the last one holds the output norms
 
-    # ------------------------------------------------------------------ layout, per backbone
     def _frozen_modules(self) -> Iterable[nn.Module | nn.Parameter]:
         """What ``frozen_stages`` freezes (modules are also kept in eval mode)."""
         raise NotImplementedError
@@ -34,26 +31,18 @@ class Backbone(BaseModule):
         """The layer of parameter ``name`` for layer-wise lr decay; None: the last layer."""
         raise NotImplementedError
 
-    # ------------------------------------------------------------------ shared
     @staticmethod
-    def check_frozen_stages(frozen_stages: int, num: int, name: str) -> int:
+    def check_frozen_stages(frozen_stages: int, num: int, name: str) -> None:
         if not -1 <= frozen_stages <= num:
             raise ValueError(f"{name}: frozen_stages must be in [-1, {num}], got {frozen_stages}")
-        return frozen_stages
 
     def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        for item in self._frozen_modules():
-            if item is None:
-                continue
+        for item in self._frozen_modules() if self.frozen_stages >= 0 else ():
             if isinstance(item, nn.Module):
                 item.eval()  # dropout and drop-path off in frozen parts
-                params: Iterable[nn.Parameter] = item.parameters()
-            else:
-                params = (item,)
-            for p in params:
-                p.requires_grad = False
+                item.requires_grad_(False)
+            elif item is not None:
+                item.requires_grad = False
 
     def train(self, mode: bool = True) -> Backbone:
         super().train(mode)
@@ -61,16 +50,10 @@ class Backbone(BaseModule):
         return self
 
     def no_weight_decay(self) -> set[str]:
-        """Parameters the authors train without weight decay: the PEGs, and every 1-D parameter (norms, biases;
-        the class token and a position table too, see :meth:`_no_decay_extra`)."""
-        return {
-            n
-            for n, p in self.named_parameters()
-            if p.ndim == 1 or {"peg", "pegs"} & set(n.split(".")) or n in self._no_decay_extra()
-        }
-
-    def _no_decay_extra(self) -> set[str]:
-        return set()
+        """Parameters the authors train without weight decay: the PEGs, every 1-D parameter (norms, biases) and the
+        backbone's own top-level ones (class token, position table)."""
+        named = self.named_parameters()
+        return {n for n, p in named if p.ndim == 1 or "." not in n or {"peg", "pegs"} & set(n.split("."))}
 
     def get_layer_depth(self, param_name: str, prefix: str = "") -> tuple[int, int]:
         """``(layer_id, num_layers)`` for mmpretrain's ``LearningRateDecayOptimWrapperConstructor``."""

@@ -19,7 +19,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .padding import Padding, attach, lookup
+from .padding import Grid, attach, lookup
 from .utils import output_map
 
 __all__ = ["LayerNorm2d", "SimpleFeaturePyramid"]
@@ -79,30 +79,22 @@ class _PyramidLevel(nn.Module):
         self.output_conv = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=False)
         self.output_norm = LayerNorm2d(out_channels, eps=eps)
 
-    def forward(self, x: Tensor, padding: Padding | None = None) -> tuple[Tensor, Padding | None]:
-        """NCHW map (and its padding) -> resampled, projected map (and its padding).
+    def forward(self, x: Tensor, grid: Grid) -> tuple[Tensor, Grid]:
+        """NCHW map and its grid -> resampled, projected map and its grid.
 
-        With ``padding``, padded positions never reach real ones: the max-pool sees them as ``-inf`` and the
+        In a padded batch, padded positions never reach real ones: the max-pool sees them as ``-inf`` and the
         3x3 conv as zeros (what it sees beyond the border of an image alone). The deconvs and 1x1 convs do
         not mix positions.
         """
-        if padding is not None and self.scale < 1:
-            x = x.masked_fill(~padding.grid[:, None], float("-inf"))
-        x = self.resample(x)
-        if padding is not None:
-            if self.scale >= 1:
-                k = int(self.scale)
-                padding = Padding(padding.sizes * k, x.shape[-2:], x.device)
-            else:
-                padding = padding.downsample(2, x.shape[-2:])
-                x = x.masked_fill(~padding.grid[:, None], 0.0)  # windows of padding only pooled -inf
-        x = self.lateral_norm(self.lateral_conv(x))
-        if padding is not None:
-            x = padding.zero_map(x)
-        x = self.output_norm(self.output_conv(x))
-        if padding is not None:
-            x = padding.zero_map(x)
-        return x, padding
+        if self.scale < 1:
+            x = self.resample(grid.fill(x, float("-inf")))
+            grid = grid.downsample(2, x.shape[-2:])
+            x = grid.zero_map(x)  # windows of padding only pooled -inf
+        else:
+            x = self.resample(x)
+            grid = grid.upsample(int(self.scale), x.shape[-2:])
+        x = grid.zero_map(self.lateral_norm(self.lateral_conv(x)))
+        return grid.zero_map(self.output_norm(self.output_conv(x))), grid
 
 
 @MODELS.register_module()
@@ -157,18 +149,14 @@ class SimpleFeaturePyramid(BaseModule):
     def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
         """Backbone outputs (the last one, NCHW, is used) -> ``num_outs`` NCHW maps, finest first."""
         x = inputs[-1]
-        sizes = lookup(x)  # attached by a padding-aware backbone when the batch is padded
-        padding = None if sizes is None else Padding(sizes, x.shape[-2:], x.device)
-        outs, paddings = [], []
+        grid = Grid.of_batch(x, lookup(x))  # sizes set by a padding-aware backbone when the batch is padded
+        outs, grids = [], []
         for level in self.levels:
-            out, out_padding = level(x, padding)
+            out, out_grid = level(x, grid)
             outs.append(out)
-            paddings.append(out_padding)
+            grids.append(out_grid)
         while len(outs) < self.num_outs:
             outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))  # ceil(h / 2) x ceil(w / 2)
-            if padding is not None:
-                paddings.append(paddings[-1].downsample(2, outs[-1].shape[-2:]))
-        outs = [output_map(o) for o in outs]  # LayerNorm2d's permutes leave channels-last strides
-        if padding is not None:
-            outs = [attach(o, p.sizes.cpu()) for o, p in zip(outs, paddings)]
-        return tuple(outs)
+            grids.append(grids[-1].downsample(2, outs[-1].shape[-2:]))
+        # LayerNorm2d's permutes leave channels-last strides
+        return tuple(attach(output_map(o), g.sizes) for o, g in zip(outs, grids))

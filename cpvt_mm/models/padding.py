@@ -1,173 +1,152 @@
-"""Padding-aware forward passes: an image's features must not depend on its batch-mates or on padding.
+"""Token grids, and padded batches: an image's features must not depend on its batch-mates or on padding.
 
-Detection and segmentation batch images of different sizes by zero-padding them at the bottom / right (and to
-a multiple of a divisor). A CNN only sees that padding at the image border; a transformer with global or
-sub-sampled attention would let every padded token act as a key, and a patch embedding turns zero pixels into
-non-zero tokens (bias, then LayerNorm). With :class:`Padding` the backbones instead treat every padded
-position as if it did not exist:
+Detection and segmentation zero-pad images of different sizes into one batch, where a transformer would let
+padded tokens act as keys and a patch embedding turns zero pixels into non-zero tokens. Given each image's valid
+size, the backbones treat padded positions as absent: never keys, zeros wherever a PEG or strided conv reads them
+(the border an image sees alone), zeros in the outputs; features equal the image's alone (tested to 1e-5).
 
-- padded tokens never act as keys / values in any attention (masked);
-- wherever a PEG, a strided patch embedding or a sub-sampling conv reads them they are zero, which is exactly
-  the zero padding the image sees at its border when run alone;
-- the backbone's output maps are zero there.
-
-The result for each image equals the plain forward of that image cropped to its own size (tested to 1e-5).
-
-How the sizes reach the backbone without changing mmdet's / mmseg's model classes: a padding-aware data
-preprocessor (:mod:`cpvt_mm.models.data_preprocessor`) :func:`attach`-es each image's valid size to the batch
-tensor it returns, and the backbone :func:`lookup`-s its input. The table is keyed by tensor identity and
-holds weak references, so a tensor derived from the batch (a crop, a resized copy) carries nothing and gets
-the plain forward, and nothing outlives the batch. The backbone attaches the valid sizes of its output maps in
-the same way, so a neck such as :class:`cpvt_mm.SimpleFeaturePyramid` can mask too.
+The sizes are data on the batch: a padding-aware data preprocessor sets ``inputs.valid_sizes`` (:func:`attach`)
+for the backbone to read (:func:`lookup`), or a caller passes ``valid_sizes=``. A crop or resized copy is a new
+tensor without the field: the plain forward. Backbones set it on their output maps too, for a neck to read.
+Inside, one :class:`Grid` (map size and, if padded, the real tokens) goes through the layers; unpadded, its
+masking methods return their input, so layers call them without a branch.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Padding", "attach", "lookup"]
+from .utils import dense, is_symbolic
+
+__all__ = ["Grid", "attach", "lookup"]
 
 Size2D = tuple[int, int]
 
-_ATTACHED: dict[int, tuple[weakref.ref, Tensor]] = {}
 
-
-def attach(tensor: Tensor, sizes: Tensor | Sequence[Sequence[int]]) -> Tensor:
-    """Record that image ``b`` of the NCHW ``tensor`` is valid in ``[:sizes[b][0], :sizes[b][1]]``.
-
-    Sizes are in the tensor's own grid (pixels for images, tokens for feature maps); the rest is padding.
-    Returns ``tensor`` for chaining. The record disappears with the tensor.
-    """
+def _checked(sizes: Tensor | Sequence[Sequence[int]], x: Tensor) -> Tensor:
     sizes = torch.as_tensor(sizes, dtype=torch.long, device="cpu").reshape(-1, 2)
-    if tensor.ndim != 4 or sizes.shape[0] != tensor.shape[0]:
+    hw = torch.tensor(x.shape[-2:])
+    if x.ndim != 4 or sizes.shape[0] != x.shape[0] or bool((sizes < 1).any()) or bool((sizes > hw).any()):
         raise ValueError(
-            f"attach() needs an NCHW tensor and one (h, w) per image; got shape {tuple(tensor.shape)} "
-            f"and {sizes.shape[0]} sizes"
+            f"valid_sizes must hold one (h, w) per image within the {tuple(hw.tolist())} map of an NCHW batch; "
+            f"got {sizes.tolist()} for shape {tuple(x.shape)}"
         )
-    if bool((sizes < 1).any()) or bool((sizes > torch.tensor(tensor.shape[-2:])).any()):
-        raise ValueError(f"valid sizes {sizes.tolist()} must lie within the {tuple(tensor.shape[-2:])} map")
-    key = id(tensor)
-    _ATTACHED[key] = (weakref.ref(tensor, lambda _, key=key: _ATTACHED.pop(key, None)), sizes)
+    return sizes
+
+
+def attach(tensor: Tensor, sizes: Tensor | Sequence[Sequence[int]] | None) -> Tensor:
+    """Set ``tensor.valid_sizes`` (returns ``tensor``): image ``b`` of the NCHW ``tensor`` is real in its top-left
+    ``sizes[b]`` corner, in the tensor's own grid (pixels for images, tokens for maps); None: nothing padded."""
+    if sizes is not None:
+        tensor.valid_sizes = _checked(sizes, tensor)
     return tensor
 
 
 def lookup(tensor: Tensor) -> Tensor | None:
-    """The ``(B, 2)`` valid sizes :func:`attach`-ed to exactly this tensor object, or None.
-
-    Always None while ``torch.compile``, ``torch.export`` / the ONNX exporter or ``torch.jit`` trace: the
-    table is keyed by Python object identity, which a traced graph cannot express (dynamo would break the
-    graph on it, an exporter would bake in one call's answer). Compiled and exported models therefore run
-    the plain path; the padding-aware path is an eager-mode feature (``docs/deployment.md``).
-    """
-    if _tracing():
+    """``tensor.valid_sizes`` if :func:`attach` set it, else None; None while compiling, exporting or tracing: a graph
+    cannot take a Python attribute as input, so padding awareness is eager-only (``docs/deployment.md``)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return None
-    entry = _ATTACHED.get(id(tensor))
-    if entry is None or entry[0]() is not tensor:
-        return None
-    return entry[1]
+    return getattr(tensor, "valid_sizes", None)
 
 
-def _tracing() -> bool:
-    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+class Grid:
+    """A token map of size ``hw`` (may be symbolic); with ``(B, 2)`` ``sizes``, a padded batch whose image ``b`` is
+    real in its top-left ``sizes[b]`` corner (mmdet and mmseg pad at the bottom / right). ``num_prefix_tokens``:
+    tokens before the map (a class token), always real."""
 
+    def __init__(self, hw: Size2D, sizes: Tensor | None = None, num_prefix_tokens: int = 0) -> None:
+        self.hw, self.sizes, self.num_prefix_tokens = (hw[0], hw[1]), sizes, num_prefix_tokens
+        self._real: Tensor | None = None
 
-class Padding:
-    """Which tokens of a padded ``(B, N, C)`` token grid of size ``hw`` are real.
-
-    Args:
-        sizes: ``(B, 2)`` valid rows / columns per image, in tokens of this grid; the valid region of every
-            image is its top-left ``sizes[b]`` corner (mmdet and mmseg pad at the bottom / right).
-        hw: The padded grid's ``(H, W)``.
-        num_prefix_tokens: Tokens before the grid (a class token); always real, always attended to.
-    """
-
-    def __init__(self, sizes: Tensor, hw: Size2D, device: torch.device, num_prefix_tokens: int = 0) -> None:
-        self.sizes = sizes.to(device=device, dtype=torch.long)
-        self.hw = (int(hw[0]), int(hw[1]))
-        self.num_prefix_tokens = num_prefix_tokens
-        H, W = self.hw
-        rows = torch.arange(H, device=device) < self.sizes[:, :1]  # (B, H)
-        cols = torch.arange(W, device=device) < self.sizes[:, 1:]  # (B, W)
-        self.grid = rows[:, :, None] & cols[:, None, :]  # (B, H, W) bool, True = real token
-        self._keep: dict[torch.dtype, Tensor] = {}
-        self._cache: dict[tuple, object] = {}  # derived paddings and masks, shared by a stage's blocks
+    @property
+    def padded(self) -> bool:
+        return self.sizes is not None
 
     @classmethod
-    def from_pixels(cls, sizes: Tensor | None, x: Tensor) -> Padding | None:
-        """The padding of an image batch ``x``; None when no image is padded (the plain path is then exact)."""
+    def of_batch(cls, x: Tensor, sizes: Tensor | Sequence[Sequence[int]] | None) -> Grid:
+        """The grid of an NCHW batch ``x`` (images or maps) valid in ``sizes`` (None or all full: unpadded)."""
+        hw = (x.shape[-2], x.shape[-1])
         if sizes is None:
-            return None
+            return cls(hw)
         if torch.compiler.is_exporting() or torch.jit.is_tracing():
             raise NotImplementedError(
                 "valid_sizes (the padding-aware forward) cannot be exported: the masks depend on the sizes' "
                 "values. Export the plain forward (valid_sizes=None) and run padded batches in eager mode"
             )
-        sizes = torch.as_tensor(sizes, dtype=torch.long, device="cpu").reshape(-1, 2)
-        H, W = x.shape[-2:]
-        if sizes.shape[0] != x.shape[0] or bool((sizes < 1).any()) or bool((sizes > torch.tensor([H, W])).any()):
-            raise ValueError(
-                f"valid_sizes must hold one (h, w) per image within the {H}x{W} input, got {sizes.tolist()}"
-            )
-        if bool((sizes == torch.tensor([H, W])).all()):
-            return None
-        return cls(sizes, (H, W), x.device)
+        sizes = _checked(sizes, x)
+        return cls(hw, None if bool((sizes == torch.tensor(hw)).all()) else sizes.to(x.device))
 
-    def downsample(self, stride: int, hw: Size2D, num_prefix_tokens: int = 0) -> Padding:
-        """The padding of the grid a stride-``stride`` conv (zero-padded up, i.e. ceil) makes of this one."""
-        key = ("down", stride, tuple(hw), num_prefix_tokens)
-        if key not in self._cache:
-            self._cache[key] = Padding(-(-self.sizes // stride), hw, self.grid.device, num_prefix_tokens)
-        return self._cache[key]  # type: ignore[return-value]
+    @classmethod
+    def of(cls, grid: Grid | Size2D) -> Grid:
+        """A layer's grid argument: a :class:`Grid`, or a plain ``(H, W)`` for an unpadded map."""
+        return grid if isinstance(grid, Grid) else cls(grid)
 
-    def keep(self, dtype: torch.dtype) -> Tensor:
-        """``(B, N, 1)`` multiplier, 1 for real tokens and 0 for padded ones."""
-        if dtype not in self._keep:
-            self._keep[dtype] = self.grid.flatten(1)[:, :, None].to(dtype)
-        return self._keep[dtype]
+    def downsample(self, stride: int, hw: Size2D, num_prefix_tokens: int = 0) -> Grid:
+        """The grid a stride-``stride`` conv (zero-padded up, i.e. ``ceil``) makes of this one."""
+        return Grid(hw, None if self.sizes is None else -(-self.sizes // stride), num_prefix_tokens)
+
+    def upsample(self, factor: int, hw: Size2D) -> Grid:
+        return Grid(hw, None if self.sizes is None else self.sizes * factor)
+
+    def real(self) -> Tensor:
+        """``(B, H, W)`` boolean, True for real tokens (padded grids only)."""
+        if self._real is None:  # shared by the blocks of a stage
+            rows = torch.arange(self.hw[0], device=self.sizes.device) < self.sizes[:, :1]  # (B, H)
+            cols = torch.arange(self.hw[1], device=self.sizes.device) < self.sizes[:, 1:]  # (B, W)
+            self._real = rows[:, :, None] & cols[:, None, :]
+        return self._real
 
     def zero_tokens(self, x: Tensor) -> Tensor:
-        """``(B, N, C)`` tokens with the padded ones set to zero."""
-        return x * self.keep(x.dtype)
+        """``(B, H*W, C)`` tokens with the padded ones set to zero."""
+        return x if self.sizes is None else x * self.real().flatten(1)[:, :, None].to(x.dtype)
+
+    def mean_tokens(self, x: Tensor) -> Tensor:
+        """``(B, H*W, C)`` -> ``(B, C)``: the mean over each image's real tokens."""
+        if self.sizes is None:
+            return x.mean(dim=1)
+        keep = self.real().flatten(1)[:, :, None].to(x.dtype)
+        return (x * keep).sum(dim=1) / keep.sum(dim=1)
+
+    def fill(self, x: Tensor, value: float) -> Tensor:
+        """``(B, C, H', W')`` map with ``value`` outside each image's valid region (``H', W'`` >= the grid's)."""
+        if self.sizes is None:
+            return x
+        real = F.pad(self.real(), (0, x.shape[-1] - self.hw[1], 0, x.shape[-2] - self.hw[0]))  # (B, H', W')
+        return x.masked_fill(~real[:, None], value)
 
     def zero_map(self, x: Tensor) -> Tensor:
-        """``(B, C, H', W')`` map with everything outside each image's valid region set to zero.
+        return self.fill(x, 0.0)
 
-        ``H', W'`` may exceed the grid (a map already padded further for a conv); the excess is zeroed too.
+    def key_mask(self) -> Tensor | None:
+        """``(B, 1, 1, P + H*W)`` boolean attention mask, True where the key is real; None if nothing is padded."""
+        if self.sizes is None:
+            return None
+        return F.pad(self.real().flatten(1), (self.num_prefix_tokens, 0), value=True)[:, None, None, :]
+
+    def window_key_mask(self, ws: int, like: Tensor) -> Tensor | None:
+        """``(B * nW, 1, 1, ws*ws)`` key mask for ``ws x ws`` windows over the map zero-padded to multiples of
+        ``ws``, True where the key is real; None when every window is full. ``like``: the windows' ``(B, ...)``. A
+        window all in padding attends to all its keys (never read; a fully masked row is NaN). Always built for a
+        symbolic size: one graph for every size, not one per divisibility pattern.
         """
-        grid = self.grid
-        if tuple(x.shape[-2:]) != self.hw:
-            # (B, H, W) -> (B, H', W'): the extra rows / columns are padding as well
-            grid = F.pad(grid, (0, x.shape[-1] - self.hw[1], 0, x.shape[-2] - self.hw[0]))
-        return x * grid[:, None].to(x.dtype)
-
-    def key_mask(self) -> Tensor:
-        """``(B, 1, 1, P + N)`` boolean attention mask, True where the key is real (P prefix tokens first)."""
-        if "keys" not in self._cache:
-            keys = self.grid.flatten(1)
-            if self.num_prefix_tokens:
-                keys = F.pad(keys, (self.num_prefix_tokens, 0), value=True)
-            self._cache["keys"] = keys[:, None, None, :]
-        return self._cache["keys"]  # type: ignore[return-value]
-
-    def window_key_mask(self, ws: int) -> Tensor:
-        """``(B * nW, 1, 1, ws * ws)`` key mask for ``ws x ws`` windows over the grid padded to multiples of ws.
-
-        A window with no real token at all (entirely in the padding) may attend to all of its keys: its
-        queries are padded tokens whose outputs are never read, and a fully masked row would give NaN.
-        """
-        key = ("windows", ws)
-        if key not in self._cache:
-            H, W = self.hw
-            Hp, Wp = H + (-H % ws), W + (-W % ws)
-            grid = F.pad(self.grid, (0, Wp - W, 0, Hp - H))  # (B, Hp, Wp), False beyond the grid
-            B = grid.shape[0]
-            # (B, Hp, Wp) -> (B, nh, ws, nw, ws) -> (B * nh * nw, ws * ws)
-            win = grid.reshape(B, Hp // ws, ws, Wp // ws, ws).transpose(2, 3).reshape(-1, ws * ws)
-            win = win | ~win.any(dim=1, keepdim=True)
-            self._cache[key] = win[:, None, None, :]
-        return self._cache[key]  # type: ignore[return-value]
+        H, W = self.hw
+        sym = is_symbolic(H, W)
+        nh, nw = (H + ws - 1) // ws, (W + ws - 1) // ws  # windows per side (ceil)
+        if self.sizes is None and not sym and nh * ws == H and nw * ws == W:
+            return None
+        if self.sizes is None:  # comparisons against the size (not a fill), so the mask follows a symbolic size
+            rows = torch.arange(nh * ws, device=like.device) < H
+            cols = torch.arange(nw * ws, device=like.device) < W
+            real = (rows[:, None] & cols[None, :])[None]  # (1, Hp, Wp)
+        else:
+            real = F.pad(self.real(), (0, nw * ws - W, 0, nh * ws - H))  # (B, Hp, Wp)
+        # (b, Hp, Wp) -> (b, nh, ws, nw, ws) -> (b, nh, nw, ws, ws) -> (b, nW, ws*ws)
+        win = dense(real.reshape(-1, nh, ws, nw, ws).transpose(2, 3), sym).reshape(-1, nh * nw, ws * ws)
+        win, B = win | ~win.any(dim=-1, keepdim=True), like.shape[0]
+        # (b, nW, L) -> (B * nW, 1, 1, L): one row per window, broadcast over heads and queries
+        return dense(win.expand(B, -1, -1), sym).reshape(B * nh * nw, 1, 1, ws * ws)

@@ -6,10 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .padding import Padding
+from .padding import Grid
 from .utils import tokens_to_map
-
-Size2D = tuple[int, int]
 
 __all__ = ["PADDING_MODES", "PEG"]
 
@@ -19,25 +17,17 @@ PADDING_MODES = ("zeros", "circular", "replicate", "reflect")
 class PEG(nn.Module):
     """Position Encoding Generator (CPVT, arXiv 2102.10882, Sec. 3.2).
 
-    A ``k x k`` depthwise convolution with zero padding over the token map, added back to the tokens.
-    The zero padding is what gives tokens near the border a sense of absolute position, and because the
-    kernel is local, any token grid works: nothing is tied to a training resolution.
+    A ``k x k`` depthwise convolution with zero padding over the token map, added back to the tokens. The zero
+    padding tells border tokens where they are; the kernel is local, so any token grid works.
 
     Args:
-        dim: Token channels.
-        kernel_size: Odd kernel size (3 in the paper).
+        dim, kernel_size: Token channels; the odd kernel size (3 in the paper).
         num_prefix_tokens: Leading tokens (e.g. the class token) passed through untouched.
-        padding_mode: ``'zeros'`` (the paper's PEG). ``'circular'`` wraps the map around, so the conv has no
-            border to see and is exactly equivariant to shifts of the map: the control that tells the PEG's
-            position signal (from the zero border) apart from its local mixing of neighbouring tokens.
-            ``'replicate'`` and ``'reflect'`` are accepted as well (torch's modes). A mode other than zeros
-            pads each map at its own border, which a zero-padded batch (``valid_sizes``) cannot provide, so
-            such a PEG refuses padded batches.
-        dilation: Spacing of the kernel's taps, in tokens (1: the paper's PEG). The weights do not depend on
-            it, so it can be changed on a trained model (:meth:`set_dilation`): a model trained on one image
-            scale and tested on images enlarged ``d`` times sees each object ``d`` times as many tokens wide,
-            and a PEG dilated by ``d`` reads the same parts of it as it did in training
-            (docs/experiments.md, claim 2).
+        padding_mode: ``'zeros'`` (the paper's). ``'circular'``: no border, exactly shift-equivariant, the control
+            separating position from local mixing; ``'replicate'`` / ``'reflect'`` as in torch. Refused with padded
+            batches (each map must be padded at its own border).
+        dilation: Tap spacing in tokens (1: the paper's); weights do not depend on it, so a model tested on images
+            enlarged ``d`` times reads, dilated by ``d``, what it read in training (docs/experiments.md, claim 2).
     """
 
     def __init__(
@@ -50,7 +40,6 @@ class PEG(nn.Module):
             raise ValueError(f"PEG padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         self.num_prefix_tokens = num_prefix_tokens
         self.padding_mode = padding_mode
-        # The conv pads zeros itself; the other modes pad the map first (forward), so the conv pads nothing.
         self.proj = nn.Conv2d(dim, dim, kernel_size, padding=0, groups=dim)
         # The token map is a channels-last view, so the conv's weight gradient comes back channels-last:
         # (C, 1, k, k) with strides (k*k, 1, k, 1). Stored the same way (same memory order), the weight's strides
@@ -67,28 +56,21 @@ class PEG(nn.Module):
         if self.padding_mode == "zeros":
             self.proj.padding = (self.pad, self.pad)
 
-    def forward(self, x: Tensor, hw: Size2D, padding: Padding | None = None) -> Tensor:
-        """``padding``: padded tokens read as zeros (the border an image sees alone) and come out zero."""
+    def forward(self, x: Tensor, grid: Grid | tuple[int, int]) -> Tensor:
+        """``(B, P + H*W, C)`` -> same; padded tokens of a padded batch read as zeros (an image's border) and stay 0."""
+        grid = Grid.of(grid)
         prefix, tokens = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens :]
-        N = tokens.shape[1]
-        H, W = hw
-        if N != H * W:
-            raise ValueError(f"PEG got {N} tokens for a {H}x{W} map")
-        if padding is not None:
-            if self.padding_mode != "zeros":
-                raise ValueError(
-                    f"PEG with padding_mode={self.padding_mode!r} cannot run a padded batch (valid_sizes): it "
-                    "would pad each image at the batch's border, not at its own. Run such images one at a time "
-                    "or at one size"
-                )
-            tokens = padding.zero_tokens(tokens)
-        feat = tokens_to_map(tokens, hw)  # (B, N, C) -> (B, C, H, W)
-        if self.padding_mode == "zeros":
-            out = self.proj(feat)
-        else:  # wrap / replicate / reflect the map's own border, then the conv (which pads nothing)
-            out = self.proj(F.pad(feat, (self.pad,) * 4, mode=self.padding_mode))
+        H, W = grid.hw
+        if tokens.shape[1] != H * W:
+            raise ValueError(f"PEG got {tokens.shape[1]} tokens for a {H}x{W} map")
+        if grid.padded and self.padding_mode != "zeros":
+            raise ValueError(
+                f"PEG with padding_mode={self.padding_mode!r} cannot run a padded batch (valid_sizes): it would pad "
+                "each image at the batch's border, not at its own. Run such images one at a time or at one size"
+            )
+        feat = tokens_to_map(grid.zero_tokens(tokens), grid.hw)  # (B, N, C) -> (B, C, H, W)
+        # the conv pads zeros itself; the other modes pad the map's own border first (the conv then pads nothing)
+        out = self.proj(feat if self.padding_mode == "zeros" else F.pad(feat, (self.pad,) * 4, mode=self.padding_mode))
         out += feat  # in place: the conv's backward needs its input, not its output
-        tokens = out.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, N, C)
-        if padding is not None:
-            tokens = padding.zero_tokens(tokens)
+        tokens = grid.zero_tokens(out.flatten(2).transpose(1, 2))  # (B, C, H, W) -> (B, N, C)
         return torch.cat((prefix, tokens), dim=1) if self.num_prefix_tokens else tokens
