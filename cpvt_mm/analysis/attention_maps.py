@@ -136,7 +136,8 @@ def record_attention(model: nn.Module) -> Iterator[list[AttentionCall]]:
 
         def pre_hook(mod, args, kwargs, name=name, kind=kind, r=reduction, ws=window, pending=pending):
             x = args[0]
-            hw = args[1] if len(args) > 1 else kwargs.get("hw")
+            grid = args[1] if len(args) > 1 else kwargs.get("grid")
+            hw = getattr(grid, "hw", grid)  # a Grid, or a plain (H, W)
             if hw is None:  # plain attention called without a grid: a square map of the patch tokens
                 side = math.isqrt(x.shape[1])
                 hw = (side, side)
