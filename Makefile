@@ -11,11 +11,16 @@ $(STAMP): scripts/setup_env.sh setup.py $(wildcard requirements/*.txt)
 setup: ## create .venv and install the pinned stack + cpvt_mm (idempotent)
 	bash scripts/setup_env.sh
 
-test: $(STAMP) ## the full test suite (what CI runs)
-	$(PY) -m pytest -q
+# One pytest-xdist worker per core (tests/conftest.py gives each worker, and the tools it starts, one thread, and
+# starts the longest tests first); worksteal gives each worker half the tests and lets an idle one take over the
+# end of another's queue.
+XDIST  := -n auto --dist worksteal
+
+test: $(STAMP) ## the full test suite (what CI runs), on every core
+	$(PY) -m pytest -q $(XDIST)
 
 test-fast: $(STAMP) ## skip the slow end-to-end tests
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow"
 
 # Lint needs ruff only, not torch or the OpenMMLab stack: its own small venv, pinned like the main one.
 LINT := .venv-lint/bin/ruff

@@ -33,12 +33,51 @@ def run_tool(
     if procs > 1:
         cmd = ["bash", str(ROOT / "tools/dist_train.sh"), args[0], str(procs), *args[1:]]
         env["PYTHON"] = sys.executable
-        env["PORT"] = str(29500 + os.getpid() % 1000)
+        env["PORT"] = str(free_port())  # xdist workers may start two dist runs at once
     else:
         cmd = [sys.executable, *args]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     assert res.returncode == expect, (res.returncode, res.stdout[-3000:], res.stderr[-5000:])
     return res
+
+
+def run_tool_in_process(tool: str, *args: str, expect: int = 0) -> tuple[str, str]:
+    """Run ``tool``'s ``__main__`` block in this interpreter, with ``sys.argv`` as ``python tool ARGS`` sets it,
+    and check its exit status like :func:`run_tool`; returns (stdout, stderr).
+
+    For the checks of arguments and one-line errors, which stop before anything is built: the same code path
+    as a command line, without paying the toolkits' import again in a fresh interpreter. Every tool keeps at
+    least one :func:`run_tool` test, the proof that the command line itself starts.
+    """
+    import contextlib
+    import io
+    import runpy
+
+    path = str(tool if os.path.isabs(tool) else ROOT / tool)
+    out, err = io.StringIO(), io.StringIO()
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.argv = [path, *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(path, run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        if isinstance(e.code, str):
+            err.write(e.code + "\n")
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+    assert code == expect, (code, out.getvalue()[-3000:], err.getvalue()[-5000:])
+    return out.getvalue(), err.getvalue()
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now (for a torchrun rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_python(code: str, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -138,11 +138,20 @@ def _weights(path: Path) -> dict:
     return load_checkpoint_file(str(path), map_location="cpu")["state_dict"]
 
 
-@pytest.mark.slow
-def test_resume_continues_exactly_where_it_stopped(imagenet_root, tmp_path):
-    straight = tmp_path / "straight"
+@pytest.fixture(scope="module")
+def straight_run(imagenet_root, tmp_path_factory) -> Path:
+    """The work dir of one deterministic PCPVT run of 2 epochs, one process, a checkpoint per epoch: the
+    reference of the resume test (epoch_2) and of the two-process test (epoch_1; the lr is constant, so the
+    first epoch of this run is a one-epoch run)."""
+    straight = tmp_path_factory.mktemp("straight") / "straight"
     cfg = tiny_config("pcpvt-small_8xb128_in1k.py", imagenet_root, straight, max_epochs=2, deterministic=True)
     run_tool(str(ROOT / "tools/train.py"), str(cfg))
+    return straight
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly_where_it_stopped(imagenet_root, straight_run, tmp_path):
+    straight = straight_run
     resumed = tmp_path / "resumed"
     cfg_r = tiny_config("pcpvt-small_8xb128_in1k.py", imagenet_root, resumed, max_epochs=2, deterministic=True)
     run_tool(str(ROOT / "tools/train.py"), str(cfg_r), "--cfg-options", "train_cfg.max_epochs=1")
@@ -155,11 +164,9 @@ def test_resume_continues_exactly_where_it_stopped(imagenet_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_gloo_matches_one_process(imagenet_root, tmp_path):
+def test_two_process_gloo_matches_one_process(imagenet_root, straight_run, tmp_path):
     """Same global batch (8 = 1 x 8 = 2 x 4): DDP's averaged gradients give the same weights."""
-    one = tmp_path / "one"
-    cfg1 = tiny_config("pcpvt-small_8xb128_in1k.py", imagenet_root, one, max_epochs=1, deterministic=True)
-    run_tool(str(ROOT / "tools/train.py"), str(cfg1))
+    one = straight_run
     two = tmp_path / "two"
     cfg2 = tiny_config("pcpvt-small_8xb128_in1k.py", imagenet_root, two, max_epochs=1, deterministic=True)
     run_tool(str(cfg2), "--cfg-options", "train_dataloader.batch_size=4", procs=2)

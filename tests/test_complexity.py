@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import ROOT, run_tool
+from helpers import ROOT, run_tool, run_tool_in_process
 from toy import TINY_SVT
 
 from cpvt_mm.analysis import count_complexity, mfu
@@ -53,4 +53,4 @@ def test_get_flops_tool_prints_a_table(tmp_path):
     rows = json.loads((tmp_path / "f.json").read_text())
     assert [r["size"] for r in rows] == ["224x224", "800x1216"]
     assert "| pcpvt-small | 224x224 | 23.6 | 3.81 |" in res.stdout
-    assert "expected a config file or one of" in run_tool(tool, "pcpvt-smal", expect=1).stderr
+    assert "expected a config file or one of" in run_tool_in_process(tool, "pcpvt-smal", expect=1)[1]

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, run_tool
+from helpers import ROOT, run_tool, run_tool_in_process
 from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT, make_fashion_mnist
 
 from cpvt_experiments.attention_stats import attention_overlap, mean_attention_distance, uniform_attention_distance
@@ -142,12 +142,13 @@ def test_vis_attention_tool_on_a_checkpoint(tmp_path):
     run_tool("tools/analysis_tools/vis_attention.py", config, str(tmp_path / "w.pth"), str(image), "--out", str(out),
              "--layers", "0", "1", "-1", "--queries", "0.5,0.5", "1,1")  # fmt: skip
     assert cv2.imread(str(out)) is not None
-    bad = run_tool("tools/analysis_tools/vis_attention.py", config, str(tmp_path / "w.pth"), str(image),
-                   "--out", str(out), "--layers", "4", expect=1)  # fmt: skip
-    assert "layer 4 out of range" in bad.stderr and "4 attention layers" in bad.stderr
-    bad = run_tool("tools/analysis_tools/vis_attention.py", config, str(tmp_path / "w.pth"), str(image),
-                   "--out", str(out), "--queries", "0.5", expect=2)  # fmt: skip
-    assert "ROW,COL" in bad.stderr
+    # the refusals in process (the command line itself ran just above)
+    _, err = run_tool_in_process("tools/analysis_tools/vis_attention.py", config, str(tmp_path / "w.pth"),
+                                 str(image), "--out", str(out), "--layers", "4", expect=1)  # fmt: skip
+    assert "layer 4 out of range" in err and "4 attention layers" in err
+    _, err = run_tool_in_process("tools/analysis_tools/vis_attention.py", config, str(tmp_path / "w.pth"),
+                                 str(image), "--out", str(out), "--queries", "0.5", expect=2)  # fmt: skip
+    assert "ROW,COL" in err
 
 
 # --------------------------------------------------------------------------- position probe
