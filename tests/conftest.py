@@ -19,36 +19,53 @@ if XDIST_WORKER:
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"
 
-# The longest tests (each about 30 s or more on 2 cores), started first. `--dist worksteal` gives each worker
-# half of the tests, in this order, and an idle worker takes over half of another's queue from its end: long
-# tests started early keep both workers busy to the end instead of leaving one alone with a long test. A name
-# missing here costs balance, never coverage.
+# The longest tests (about 25 s or more each on 2 cores; 145 s for the first), longest first. Under xdist they are
+# dealt out to the workers before anything else (see pytest_collection_modifyitems). A name missing here costs
+# balance, never coverage.
 LONGEST_FIRST = (
     "test_gpu_check.py::test_gpu_check_dry_run",
     "test_deployment.py::test_compiled_training_step",
-    "test_custom_data.py::test_the_segmentation_example",
+    "test_segmentation.py::test_toy_training_learns",  # 3 configs, 40-55 s each
     "test_experiments.py::test_experiments_suite_end_to_end",
     "test_custom_classification.py::test_the_classification_walkthrough",
     "test_custom_data.py::test_the_detection_walkthrough",
-    "test_deployment.py::test_one_onnx_file",
+    "test_deployment.py::test_one_onnx_file",  # 2 families, 27-35 s each
     "test_custom_data.py::test_segmentation_of_a_2000x3000",
     "test_checkpoint_safety.py::test_training_killed_repeatedly",
-    "test_segmentation.py::test_toy_training_learns",
-    "test_classification.py::test_key_config_trains_and_tests",
+    "test_classification.py::test_key_config_trains_and_tests",  # 4 configs, 15-30 s each
+    "test_detection.py::test_resume_continues_the_iteration_count",
+    "test_custom_data.py::test_the_segmentation_example",
     "test_padding.py::test_every_dense_config_batches_padding_aware",
 )
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under xdist, the tests of LONGEST_FIRST first, in its order; the others keep theirs (tests of one module
-    stay together, so a module-scoped fixture is set up once per worker). Without xdist nothing changes."""
+    """Under xdist, one queue per worker laid end to end, in the order ``--dist worksteal`` splits the tests: each
+    worker's queue starts with its share of LONGEST_FIRST (dealt round-robin, longest first) and goes on with a
+    contiguous run of the other tests in their own order (so a module-scoped fixture is mostly set up once per
+    worker). An idle worker takes over the end of another's queue, and the last tests of a queue cannot be taken
+    over: with the long tests at the front, what is left at the end is short. Without xdist nothing changes."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not XDIST_WORKER or workers < 2:
+        return
 
     def rank(item) -> int:
         name = item.nodeid.split("/")[-1]
         return next((i for i, prefix in enumerate(LONGEST_FIRST) if name.startswith(prefix)), len(LONGEST_FIRST))
 
-    if XDIST_WORKER:
-        items.sort(key=rank)  # stable
+    ranked = sorted(items, key=rank)  # stable
+    longest = [item for item in ranked if rank(item) < len(LONGEST_FIRST)]
+    rest = ranked[len(longest) :]
+    queues, left = [], len(items)
+    for w in range(workers):  # worksteal gives each idle worker len(pending) // workers_remaining tests
+        size = left // (workers - w)
+        left -= size
+        queues.append(longest[w::workers])
+        take = max(0, size - len(queues[-1]))
+        queues[-1] += rest[:take]
+        rest = rest[take:]
+    queues[-1] += rest
+    items[:] = [item for queue in queues for item in queue]
 
 
 @contextlib.contextmanager
