@@ -6,8 +6,8 @@ in the real layout, started the way a user starts it (``tools/train.py``, ``tool
 ``--amp``) in its own process with a time limit. What comes back per run: seconds per iteration (median after
 warm-up), peak memory, first and last loss, and the evaluation the run ends with.
 
-``dry=True`` is the same plan on CPU at tiny sizes and two iterations (``make test`` runs it): it proves the
-plumbing, not speed.
+``dry=True`` is the same plan on CPU at tiny sizes, two iterations and one block per stage (``make test`` runs it):
+it proves the plumbing, not speed.
 """
 
 from __future__ import annotations
