@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from ..models.attention import Attention, GlobalSubsampledAttention, LocallyGroupedAttention, _AttentionBase
 from ..models.layers import Mlp, PatchEmbed
+from ..models.padding import Grid
 from ..models.utils import is_symbolic
 
 __all__ = [
@@ -255,7 +256,7 @@ class FusedPatchEmbed(PatchEmbed):
     norm at 512x512, 2 cores, 2026-12-03).
     """
 
-    def forward(self, x: Tensor, grid=None) -> tuple[Tensor, tuple[int, int]]:
+    def forward(self, x: Tensor, grid: Grid | None = None) -> tuple[Tensor, tuple[int, int]]:
         if x.device.type == "cpu" and not is_symbolic(*x.shape[-2:]):
             x = x.contiguous(memory_format=torch.channels_last)  # the zero-fill and F.pad keep the layout
         return super().forward(x, grid)

@@ -14,7 +14,8 @@ masking methods return their input, so layers call them without a branch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +62,12 @@ class Grid:
 
     def __init__(self, hw: Size2D, sizes: Tensor | None = None, num_prefix_tokens: int = 0) -> None:
         self.hw, self.sizes, self.num_prefix_tokens = (hw[0], hw[1]), sizes, num_prefix_tokens
-        self._real: Tensor | None = None
+        self._memo: dict[tuple, object] = {}  # padded grids only (eager): masks and sub-grids, shared by the blocks
+
+    def _once(self, key: tuple, make: Callable[[], Any]) -> Any:
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
     @property
     def padded(self) -> bool:
@@ -88,28 +94,37 @@ class Grid:
 
     def downsample(self, stride: int, hw: Size2D, num_prefix_tokens: int = 0) -> Grid:
         """The grid a stride-``stride`` conv (zero-padded up, i.e. ``ceil``) makes of this one."""
-        return Grid(hw, None if self.sizes is None else -(-self.sizes // stride), num_prefix_tokens)
+        if self.sizes is None:
+            return Grid(hw, None, num_prefix_tokens)
+        key = ("down", stride, int(hw[0]), int(hw[1]), num_prefix_tokens)
+        return self._once(key, lambda: Grid(hw, -(-self.sizes // stride), num_prefix_tokens))
 
     def upsample(self, factor: int, hw: Size2D) -> Grid:
         return Grid(hw, None if self.sizes is None else self.sizes * factor)
 
     def real(self) -> Tensor:
         """``(B, H, W)`` boolean, True for real tokens (padded grids only)."""
-        if self._real is None:  # shared by the blocks of a stage
+
+        def make() -> Tensor:
             rows = torch.arange(self.hw[0], device=self.sizes.device) < self.sizes[:, :1]  # (B, H)
             cols = torch.arange(self.hw[1], device=self.sizes.device) < self.sizes[:, 1:]  # (B, W)
-            self._real = rows[:, :, None] & cols[:, None, :]
-        return self._real
+            return rows[:, :, None] & cols[:, None, :]
+
+        return self._once(("real",), make)
+
+    def _keep(self, dtype: torch.dtype) -> Tensor:
+        """``(B, H*W, 1)`` multiplier: 1 for real tokens, 0 for padded ones."""
+        return self._once(("keep", dtype), lambda: self.real().flatten(1)[:, :, None].to(dtype))
 
     def zero_tokens(self, x: Tensor) -> Tensor:
         """``(B, H*W, C)`` tokens with the padded ones set to zero."""
-        return x if self.sizes is None else x * self.real().flatten(1)[:, :, None].to(x.dtype)
+        return x if self.sizes is None else x * self._keep(x.dtype)
 
     def mean_tokens(self, x: Tensor) -> Tensor:
         """``(B, H*W, C)`` -> ``(B, C)``: the mean over each image's real tokens."""
         if self.sizes is None:
             return x.mean(dim=1)
-        keep = self.real().flatten(1)[:, :, None].to(x.dtype)
+        keep = self._keep(x.dtype)
         return (x * keep).sum(dim=1) / keep.sum(dim=1)
 
     def fill(self, x: Tensor, value: float) -> Tensor:
@@ -126,7 +141,8 @@ class Grid:
         """``(B, 1, 1, P + H*W)`` boolean attention mask, True where the key is real; None if nothing is padded."""
         if self.sizes is None:
             return None
-        return F.pad(self.real().flatten(1), (self.num_prefix_tokens, 0), value=True)[:, None, None, :]
+        prefix = self.num_prefix_tokens  # (B, H*W) -> (B, 1, 1, P + H*W)
+        return self._once(("keys",), lambda: F.pad(self.real().flatten(1), (prefix, 0), value=True)[:, None, None])
 
     def window_key_mask(self, ws: int, like: Tensor) -> Tensor | None:
         """``(B * nW, 1, 1, ws*ws)`` key mask for ``ws x ws`` windows over the map zero-padded to multiples of
@@ -134,6 +150,11 @@ class Grid:
         window all in padding attends to all its keys (never read; a fully masked row is NaN). Always built for a
         symbolic size: one graph for every size, not one per divisibility pattern.
         """
+        if self.sizes is not None:  # eager only: one mask for all the window attentions of a stage
+            return self._once(("windows", ws, like.shape[0]), lambda: self._windows(ws, like))
+        return self._windows(ws, like)
+
+    def _windows(self, ws: int, like: Tensor) -> Tensor | None:
         H, W = self.hw
         sym = is_symbolic(H, W)
         nh, nw = (H + ws - 1) // ws, (W + ws - 1) // ws  # windows per side (ceil)
