@@ -62,13 +62,18 @@ def run_tool_in_process(tool: str, *args: str, expect: int = 0) -> tuple[str, st
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             runpy.run_path(path, run_name="__main__")
     except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        code = exit_status(e)
         if isinstance(e.code, str):
             err.write(e.code + "\n")
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
     assert code == expect, (code, out.getvalue()[-3000:], err.getvalue()[-5000:])
     return out.getvalue(), err.getvalue()
+
+
+def exit_status(e: SystemExit) -> int:
+    """The status ``python TOOL`` exits with when the tool raises ``e`` (``sys.exit("message")``: 1)."""
+    return e.code if isinstance(e.code, int) else 0 if e.code is None else 1
 
 
 def free_port() -> int:

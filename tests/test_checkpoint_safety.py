@@ -283,6 +283,8 @@ def test_converter_reports_damaged_files_in_one_line(tmp_path):
 
 TOOLS_SCRIPT = r"""
 import json, os, runpy, sys, tempfile, traceback
+sys.path.insert(0, "tests")
+from helpers import exit_status
 results = {}
 for name, argv in json.loads(sys.argv[1]).items():
     sys.stdout.flush(); sys.stderr.flush()
@@ -294,7 +296,7 @@ for name, argv in json.loads(sys.argv[1]).items():
             runpy.run_path(argv[0], run_name="__main__")
             code = 0
         except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+            code = exit_status(e)
         except BaseException:
             traceback.print_exc()  # what the interpreter would print, and exit with 1
             code = 1
