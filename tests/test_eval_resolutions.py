@@ -85,7 +85,7 @@ def test_merge_combines_reports_into_one_table(tmp_path):
 
 
 def test_cli_arguments_are_checked():
-    """In process (the command line itself: test_eval_resolutions_end_to_end, test_custom_data)."""
+    """In process (the command line itself runs in test_eval_resolutions_end_to_end)."""
     tool = "tools/analysis_tools/eval_resolutions.py"
     cases = {
         "give CONFIG CHECKPOINT pairs": ["cfg.py"],
