@@ -198,3 +198,19 @@ def test_small_attention_maps_take_matmuls_only_in_cpu_autocast_training(monkeyp
         attn._sdpa(big, big[:, :, :49], big[:, :, :49])  # a large map: SDPA
     assert len(calls) == 3
     assert type(unfuse_cpu(torch.nn.Sequential(attn))[0]) is LocallyGroupedAttention
+
+
+def test_the_image_layout_is_the_transforms_business_not_the_models():
+    """The plain patch embedding hands its conv the image as given (no device branch in the model); the CPU
+    transform feeds it a channels-last copy, and unfusing takes that back."""
+    model = PCPVT(TINY_PCPVT).eval()
+    seen = []
+    model.stages[0].patch_embed.proj.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        model(x)
+        fuse_cpu(model)(x)
+        unfuse_cpu(model)(x)
+    assert seen == [False, True, False]
