@@ -208,6 +208,10 @@ def _detection(cfg: Config, run: TaskRun, data_root: str, dry: bool, epochs: int
                     step.scale = (160, 128)
                 elif step.type == "RandomChoiceResize":
                     step.scales = [(160, 96), (160, 128)]
+        if model.type == "MaskRCNN":  # fewer RoIs: without compiled mmcv, RoIAlign is plain PyTorch (slow on CPU)
+            model.train_cfg.rpn_proposal.max_per_img = 100
+            model.train_cfg.rcnn.sampler.num = 32
+            model.test_cfg.rpn.max_per_img = 50
     cfg.param_scheduler = [dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=10)]
     cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=epochs, val_interval=epochs)
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=epochs, max_keep_ckpts=1)
