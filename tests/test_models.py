@@ -243,9 +243,18 @@ def test_grad_checkpointing_gives_same_outputs_and_grads(cls):
         torch.testing.assert_close(g1[n], g2[n], atol=1e-6, rtol=1e-5, msg=n)
 
 
-def test_with_cp_constructor_flag():
-    assert all(s.with_cp for s in PCPVT(arch=TINY_PCPVT, with_cp=True).stages)
-    assert CPVT(arch=TINY_CPVT, with_cp=True).with_cp
+@pytest.mark.parametrize("cls", [PCPVT, CPVT])
+def test_with_cp_constructor_flag_recomputes_every_block_in_backward(cls):
+    """``with_cp=True`` (the config field) checkpoints every block: each attention runs again in backward."""
+    model = cls(arch=TINY_CPVT if cls is CPVT else TINY_PCPVT, with_cp=True).train()
+    blocks = list(model.blocks) if cls is CPVT else [b for s in model.stages for b in s.blocks]
+    calls = []
+    for blk in blocks:
+        blk.attn.register_forward_hook(lambda *_: calls.append(1))
+    out = model(torch.randn(1, 3, 64, 64))
+    assert len(calls) == len(blocks)
+    sum(o.float().mean() for o in out).backward()
+    assert len(calls) == 2 * len(blocks)
 
 
 @pytest.mark.parametrize("cls", [PCPVT, SVT])

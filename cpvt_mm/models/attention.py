@@ -152,8 +152,7 @@ class LocallyGroupedAttention(_AttentionBase):
         """In a padded batch, the batch's padding is masked out of every window like the map's own ceil padding."""
         grid = Grid.of(grid)
         B, N, C = x.shape
-        H, W = grid.hw
-        ws = self.window_size
+        (H, W), ws = grid.hw, self.window_size
         nh, nw = (H + ws - 1) // ws, (W + ws - 1) // ws  # windows per side (ceil); the map is padded to multiples of ws
         Hp, Wp = nh * ws, nw * ws
         sym = is_symbolic(H, W)

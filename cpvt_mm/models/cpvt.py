@@ -19,18 +19,10 @@ from torch import Tensor, nn
 from ..registry import MODELS
 from .attention import Attention
 from .base import Backbone
-from .layers import PatchEmbed, TransformerBlock, checkpoint_block, init_weights_
-from .padding import Grid, attach, lookup
+from .layers import PatchEmbed, TransformerBlock, init_weights_
+from .padding import Grid, lookup
 from .peg import PEG
-from .utils import (
-    check_image_batch,
-    check_in_channels,
-    is_symbolic,
-    normalize_indices,
-    output_map,
-    resolve_arch,
-    tokens_to_map,
-)
+from .utils import check_image_batch, check_in_channels, is_symbolic, normalize_indices, resolve_arch, tokens_to_map
 
 __all__ = ["CPVT"]
 
@@ -102,6 +94,7 @@ class CPVT(Backbone):
             raise ValueError("CPVT: out_type='cls_token' needs with_cls_token=True")
         self.check_frozen_stages(frozen_stages, depth, "CPVT")
         self.in_channels, self.patch_size, self.embed_dims, self.depth = in_channels, patch_size, dim, depth
+        self.num_layers = depth + 2  # embedding, blocks, norm
         self.out_type, self.frozen_stages, self.num_prefix_tokens = out_type, frozen_stages, int(with_cls_token)
         self.out_indices = normalize_indices(out_indices, depth, "CPVT.out_indices")
         self.peg_on_embed, self.peg_positions = _split_peg_positions(peg_positions, depth)
@@ -126,7 +119,7 @@ class CPVT(Backbone):
         for p in (self.cls_token, self.pos_embed):
             if p is not None:
                 nn.init.trunc_normal_(p, std=0.02)
-        self.with_cp = bool(with_cp)
+        self.set_grad_checkpointing(with_cp)
         self._freeze_stages()
 
     def _format(self, x: Tensor, grid: Grid) -> Tensor:
@@ -138,7 +131,7 @@ class CPVT(Backbone):
         if self.out_type == "raw":
             return torch.cat((prefix, grid.zero_tokens(patches)), dim=1) if grid.padded else x
         out = tokens_to_map(patches, grid.hw)  # (B, N, C) -> (B, C, H, W)
-        return attach(output_map(grid.zero_map(out)), grid.sizes)
+        return grid.output(out)
 
     def _add_pos_embed(self, x: Tensor, grid: Grid) -> Tensor:
         """Add the (baseline) learned table, bicubic-resized to each image's own grid as DeiT does."""
@@ -174,16 +167,12 @@ class CPVT(Backbone):
             x = self.pegs["embed"](x, grid)
         outs = []
         for i, blk in enumerate(self.blocks[: self.out_indices[-1] + 1]):
-            x = checkpoint_block(blk, x, grid) if self.with_cp and self.training and x.requires_grad else blk(x, grid)
+            x = blk(x, grid)
             if str(i) in self.pegs:
                 x = self.pegs[str(i)](x, grid)
             if i in self.out_indices:
                 outs.append(self._format(self.norm(x) if i == self.depth - 1 else x, grid))
         return tuple(outs)
-
-    @property
-    def num_layers(self) -> int:
-        return self.depth + 2
 
     def _frozen_modules(self) -> list[nn.Module | nn.Parameter | None]:
         frozen = [self.patch_embed, *self.blocks[: self.frozen_stages], self.cls_token, self.pos_embed]

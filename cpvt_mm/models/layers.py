@@ -1,11 +1,9 @@
-"""Building blocks shared by every cpvt_mm model: patch embedding, MLP, drop path, the pre-norm block, init.
-(The PEG is in :mod:`.peg`, the attentions in :mod:`.attention`.)
-"""
+"""Building blocks shared by every cpvt_mm model: patch embedding, MLP, drop path, the pre-norm block, init (the
+PEG is in :mod:`.peg`, the attentions in :mod:`.attention`)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +12,7 @@ from torch import Tensor, nn
 from .padding import Grid, Size2D
 from .utils import is_symbolic
 
-__all__ = ["DropPath", "Mlp", "PatchEmbed", "TransformerBlock", "checkpoint_block", "init_weights_"]
+__all__ = ["DropPath", "Mlp", "PatchEmbed", "TransformerBlock", "init_weights_"]
 
 
 class DropPath(nn.Module):
@@ -81,8 +79,14 @@ class TransformerBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.with_cp = False  # set by the backbone's set_grad_checkpointing: recompute activations in backward
 
     def forward(self, x: Tensor, grid: Grid | Size2D) -> Tensor:
+        if self.with_cp and self.training and x.requires_grad:  # non-reentrant: passes the grid (not a tensor) through
+            return torch.utils.checkpoint.checkpoint(self._forward, x, grid, use_reentrant=False)
+        return self._forward(x, grid)
+
+    def _forward(self, x: Tensor, grid: Grid | Size2D) -> Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x), grid))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -100,8 +104,3 @@ def init_weights_(module: nn.Module) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
-
-
-def checkpoint_block(fn: Callable[..., Tensor], *args) -> Tensor:
-    """One block call, recomputed in backward; the non-reentrant checkpoint passes the grid (not a tensor) through."""
-    return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)

@@ -19,8 +19,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .padding import Grid, attach, lookup
-from .utils import output_map
+from .padding import Grid, lookup
 
 __all__ = ["LayerNorm2d", "SimpleFeaturePyramid"]
 
@@ -159,4 +158,4 @@ class SimpleFeaturePyramid(BaseModule):
             outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))  # ceil(h / 2) x ceil(w / 2)
             grids.append(grids[-1].downsample(2, outs[-1].shape[-2:]))
         # LayerNorm2d's permutes leave channels-last strides
-        return tuple(attach(output_map(o), g.sizes) for o, g in zip(outs, grids))
+        return tuple(g.output(o) for o, g in zip(outs, grids))

@@ -137,6 +137,12 @@ class Grid:
     def zero_map(self, x: Tensor) -> Tensor:
         return self.fill(x, 0.0)
 
+    def output(self, x: Tensor) -> Tensor:
+        """A ``(B, C, H, W)`` output map as backbones and necks return it: zero outside each image, carrying the sizes
+        (:func:`attach`), NCHW-contiguous: mmcv's RoIAlign reads raw NCHW memory without checking strides, so RoI heads
+        would pool scrambled features from a channels-last view."""
+        return attach(self.zero_map(x).contiguous(), self.sizes)
+
     def key_mask(self) -> Tensor | None:
         """``(B, 1, 1, P + H*W)`` boolean attention mask, True where the key is real; None if nothing is padded."""
         if self.sizes is None:

@@ -17,10 +17,10 @@ from torch import Tensor, nn
 from ..registry import MODELS
 from .attention import GlobalSubsampledAttention, LocallyGroupedAttention
 from .base import Backbone
-from .layers import PatchEmbed, TransformerBlock, checkpoint_block, init_weights_
-from .padding import Grid, attach, lookup
+from .layers import PatchEmbed, TransformerBlock, init_weights_
+from .padding import Grid, lookup
 from .peg import PEG
-from .utils import check_image_batch, check_in_channels, normalize_indices, output_map, resolve_arch, tokens_to_map
+from .utils import check_image_batch, check_in_channels, normalize_indices, resolve_arch, tokens_to_map
 
 __all__ = ["PCPVT", "SVT", "PyramidStage"]
 
@@ -43,7 +43,6 @@ class PyramidStage(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.peg = peg
         self.norm = nn.LayerNorm(peg.proj.in_channels, eps=1e-6) if out_norm else nn.Identity()
-        self.with_cp = False
 
     def forward(self, x: Tensor, grid: Grid) -> tuple[Tensor, Grid]:
         """(B, C_in, H, W) and its grid -> tokens (B, h*w, C) before the output norm, and their grid."""
@@ -51,7 +50,7 @@ class PyramidStage(nn.Module):
         grid = grid.downsample(self.patch_embed.patch_size, hw)
         x = self.pos_drop(grid.zero_tokens(x))
         for j, blk in enumerate(self.blocks):
-            x = checkpoint_block(blk, x, grid) if self.with_cp and self.training and x.requires_grad else blk(x, grid)
+            x = blk(x, grid)
             if j == 0:
                 x = self.peg(x, grid)
         return x, grid
@@ -124,6 +123,7 @@ class PCPVT(Backbone):
             raise ValueError(f"{name}: every per-stage setting needs {num_stages} entries, got lengths {bad}")
         self.check_frozen_stages(frozen_stages, num_stages, name)
         self.in_channels, self.embed_dims, self.depths, self.num_stages = in_channels, dims, depths, num_stages
+        self.num_layers = sum(depths) + 2  # embedding, blocks, norms
         self.out_indices = normalize_indices(out_indices, num_stages, f"{name}.out_indices")
         self.frozen_stages = frozen_stages
         dpr = iter(torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist())  # works under a meta device
@@ -165,12 +165,8 @@ class PCPVT(Backbone):
             x = tokens_to_map(tokens, grid.hw)  # (B, N, C) -> (B, C, h, w), the next stage's input
             if s in self.out_indices:
                 out = tokens_to_map(stage.norm(tokens), grid.hw)  # (B, N, C) -> (B, C, h, w), output norm applied
-                outs.append(attach(output_map(grid.zero_map(out)), grid.sizes))
+                outs.append(grid.output(out))
         return tuple(outs)
-
-    @property
-    def num_layers(self) -> int:
-        return sum(self.depths) + 2
 
     def _frozen_modules(self) -> list[nn.Module]:
         return list(self.stages[: self.frozen_stages])

@@ -86,21 +86,12 @@ def normalize_indices(indices: int | Sequence[int], length: int, name: str) -> t
 
 
 def tokens_to_map(x: Tensor, hw: tuple[int, int]) -> Tensor:
-    """``(B, H*W, C)`` tokens -> ``(B, C, H, W)`` map for a conv: a channels-last view in eager mode, no copy.
-
-    Through ``(B, H, W, C)`` so even a batch of one gets canonical channels-last strides (oneDNN's convs return
-    NCHW maps otherwise, which every later norm and linear copies). Contiguous with symbolic sizes: stride checks
-    on a symbolic view add guards an exporter cannot prove.
+    """``(B, H*W, C)`` tokens -> ``(B, C, H, W)`` map for a conv: a view in eager mode, no copy (channels-last for
+    contiguous tokens, so even a batch of one gets canonical channels-last strides: oneDNN's convs return NCHW maps
+    otherwise, which every later norm and linear copies). Contiguous with symbolic sizes: stride checks on a symbolic
+    view add guards an exporter cannot prove.
     """
-    B, _, C = x.shape  # explicit B and C: with B == 0 a -1 would be ambiguous
     if is_symbolic(*hw):
+        B, _, C = x.shape  # explicit B and C: with B == 0 a -1 would be ambiguous
         return x.transpose(1, 2).contiguous().reshape(B, C, hw[0], hw[1])  # (B, N, C) -> (B, C, H, W)
-    if x.is_contiguous():
-        return x.view(B, hw[0], hw[1], C).permute(0, 3, 1, 2)  # (B, N, C) -> (B, H, W, C) -> (B, C, H, W)
-    return x.transpose(1, 2).reshape(B, C, hw[0], hw[1])  # (B, N, C) -> (B, C, N) -> (B, C, H, W)
-
-
-def output_map(x: Tensor) -> Tensor:
-    """An output map in NCHW-contiguous memory: mmcv's RoIAlign (CPU and CUDA) reads raw NCHW memory without
-    checking strides, so a detector's RoI heads would pool scrambled features from a channels-last view."""
-    return x.contiguous()
+    return x.unflatten(1, hw).permute(0, 3, 1, 2)  # (B, N, C) -> (B, H, W, C) -> (B, C, H, W)
