@@ -274,6 +274,28 @@ def test_host_package_bases_resolve_without_pkg_resources():
     assert off.returncode != 0 and "No module named 'pkg_resources'" in off.stderr
 
 
+def test_a_packages_model_index_is_read_once_and_answers_as_mmengines_lookup(monkeypatch):
+    """MMEngine read mmseg's 212 metafiles for each ``mmseg::`` base (4-5 s a segmentation config); cpvt_mm reads a
+    package's index once per process. Configs of all three toolkits (``mmpretrain::``, ``mmdet::``, ``mmseg::``
+    bases, full configs and ``_base_/`` files) load exactly as with MMEngine's lookup."""
+    import mmengine.config.utils as utils
+    import mmengine.fileio
+    from mmengine.config import Config
+
+    from cpvt_mm.compat import config_package
+
+    paths = [ROOT / "configs/segmentation" / SEG_CONFIG, ROOT / "configs/detection/retinanet_svt-s_fpn_1x_coco.py",
+             ROOT / "configs/classification/pcpvt-small_8xb128_in1k.py"]  # fmt: skip
+    config_package._model_index.cache_clear()
+    reads, load = [], mmengine.fileio.load
+    monkeypatch.setattr(mmengine.fileio, "load", lambda f, *a, **k: reads.append(str(f)) or load(f, *a, **k))
+    fast = [Config.fromfile(str(p)).to_dict() for p in paths * 2]
+    indexes = [f for f in reads if f.endswith("model-index.yml")]
+    assert len(indexes) == len(set(indexes)) == 3, indexes  # one per host package, in a process that loads six
+    monkeypatch.setattr(utils, "_get_cfg_metainfo", utils._get_cfg_metainfo.__wrapped__)  # MMEngine's own
+    assert fast == [Config.fromfile(str(p)).to_dict() for p in paths * 2]
+
+
 def test_mmpretrain_imports_next_to_transformers_5(tmp_path):
     """A transformers 5 (here a stand-in whose import fails, as mmpretrain's BLIP imports do under the real one)
     must not take mmpretrain's classifiers down with its multimodal models."""

@@ -13,15 +13,23 @@ and name cpvt_mm's own classes as ``cpvt_mm.X``, so a ``cpvt_mm::`` base is read
 A third: MMEngine finds every ``package::`` base through ``pkg_resources``, which setuptools 82 removed; then
 ``mmpretrain::`` / ``mmseg::`` bases fail with ``No module named 'pkg_resources'``.
 
+A fourth, of speed: for every ``package::`` base MMEngine reads the package's whole model index (mmseg: 212 YAML
+files, about a second) to look the name up, also for a ``package::_base_/...`` file it then finds by path; and it
+reloads ``pkg_resources`` to ask whether the package is installed. A segmentation config with four such bases
+took 4-5 s to load, in every tool start and every test that reads it.
+
 Fix: add cpvt_mm to the table (the configs ship inside the package under ``cpvt_mm/.mim``), answer cpvt_mm's
-own installed path from the imported package, give ``cpvt_mm::`` bases no ``_scope_``, and find a package
-through importlib where ``pkg_resources`` is missing.
+own installed path from the imported package, give ``cpvt_mm::`` bases no ``_scope_``, find a package
+through importlib where ``pkg_resources`` is missing, and read a package's model index once per process (an
+installed package's files and presence do not change while it runs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os.path as osp
+import warnings
 
 PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))  # .../cpvt_mm
 
@@ -42,10 +50,47 @@ def _unscoped_cpvt_mm_bases() -> None:
     Config._get_cfg_path = staticmethod(_get_cfg_path)
 
 
+@functools.cache
+def _model_index(package_path: str) -> dict[str, dict]:
+    """Config name (``'twins/twins_pcpvt-s_fpn_fpnhead_8xb4-80k_ade20k-512x512'``) -> its model entry, from every
+    metafile of the package's model index; for a config with several weights, its first entry (as MMEngine)."""
+    from mmengine.fileio import load
+
+    entries: dict[str, dict] = {}
+    for metafile in load(osp.join(package_path, ".mim", "model-index.yml"))["Import"]:
+        for model in load(osp.join(package_path, ".mim", metafile))["Models"]:
+            if "Config" not in model:
+                warnings.warn(
+                    f"{metafile}: a model without a Config entry is ignored: {model.get('Name')}", stacklevel=3
+                )
+                continue
+            entries.setdefault(model["Config"].partition("/")[-1], model)
+    return entries
+
+
+def _cfg_metainfo(package_path: str, cfg_path: str) -> dict:
+    """``mmengine.config.utils._get_cfg_metainfo`` on the index read once: the same entry, or the same ValueError
+    (which tells MMEngine to take the name as a path under ``.mim/configs``)."""
+    entries = _model_index(package_path)
+    if cfg_path not in entries:
+        raise ValueError(f"Expected configs: {entries.keys()}, but got {cfg_path}")
+    return dict(entries[cfg_path])
+
+
+def _indexed_metainfo() -> None:
+    import mmengine.config.utils as utils
+    import mmengine.hub.hub as hub  # imported the function by name (mmengine.hub.get_config)
+
+    if utils._get_cfg_metainfo is not _cfg_metainfo:
+        _cfg_metainfo.__wrapped__ = utils._get_cfg_metainfo  # type: ignore[attr-defined]  (MMEngine's, for tests)
+    utils._get_cfg_metainfo = hub._get_cfg_metainfo = _cfg_metainfo
+
+
 def apply() -> bool:
     from mmengine.config.utils import MODULE2PACKAGE
 
     _unscoped_cpvt_mm_bases()
+    _indexed_metainfo()
 
     MODULE2PACKAGE.setdefault("cpvt_mm", "cpvt_mm")
     import mmengine.config.config as config_module
@@ -66,6 +111,7 @@ def apply() -> bool:
                 raise
             return _module_dir(package)
 
+    @functools.cache
     def is_installed(package: str) -> bool:
         try:
             return original_is_installed(package)
