@@ -1,5 +1,6 @@
-"""The prepared GPU check runs its whole plan on CPU with --dry-run, as `make test` requires: model checks, every
-task trained end to end through the tools, the SDPA probe and the benchmarks."""
+"""The prepared GPU check runs its plan on CPU with --dry-run, as `make test` requires: model checks, every task
+kind trained end to end through the tools (dry run: one run per distinct path, i.e. task kind, the dist launcher,
+--amp, mmseg's Twins side by side), the SDPA probe and the benchmarks."""
 
 import json
 import os
@@ -20,17 +21,27 @@ def test_gpu_check_dry_run_writes_checks_and_benchmarks(tmp_path):
     names = {c["name"] for c in report["checks"]}
     assert {"SVT: padding-aware batch vs alone", "PCPVT: bf16 backward", "CPVT: fused vs reference attention"} <= names
     tasks = {t["name"]: t for t in report["tasks"]}
+    assert set(tasks) == {  # each distinct path once: a task kind, the dist launcher or --amp dropped fails here
+        "CPVT-Ti multi-scale 160-288",
+        "Semantic FPN PCPVT-S (cpvt_mm)",
+        "Semantic FPN PCPVT-S (mmseg's Twins)",
+        "Mask R-CNN PCPVT-S ms-3x (dist_train.sh, 1 process)",
+        "RetinaNet SVT-S --amp",
+    }
     assert {t["task"] for t in tasks.values()} == {"classification", "segmentation", "detection"}
     assert all(t["ok"] and t["s_per_iter"] and t["losses"] for t in tasks.values()), tasks
-    assert "mmseg's Twins" in " ".join(tasks) and "dist_train" in " ".join(tasks)
-    assert "accuracy/top1" in tasks["PCPVT-S ImageNet recipe"]["metrics"]
+    assert "accuracy/top1" in tasks["CPVT-Ti multi-scale 160-288"]["metrics"]
+    assert "mIoU" in tasks["Semantic FPN PCPVT-S (mmseg's Twins)"]["metrics"]
     assert "coco/segm_mAP" in tasks["Mask R-CNN PCPVT-S ms-3x (dist_train.sh, 1 process)"]["metrics"]
     assert not any(t["warnings"] for t in tasks.values()), tasks  # e.g. DDP's grad-stride warning
     assert report["sdpa"]["accepts_mask"]["MATH"] is True
     assert [b["config"]["mode"] for b in report["benchmarks"]] == ["infer", "train"]
     assert set(report["benchmarks"][0]["results"]) == {"cpvt_mm", "timm", "mmpretrain"}
     assert report["benchmarks"][1]["config"]["with_cp"] is True
-    assert "| timm |" in (tmp_path / "results.md").read_text()
+    md = (tmp_path / "results.md").read_text()
+    assert "| timm |" in md
+    side_by_side = md.partition("ratio to mmseg's own Twins")[2]
+    assert "| Semantic FPN PCPVT-S (cpvt_mm) |" in side_by_side, md
 
 
 def test_gpu_check_refuses_to_run_without_cuda_unless_dry():

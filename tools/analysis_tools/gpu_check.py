@@ -1,7 +1,7 @@
 """The prepared GPU check: model checks on the device, every task trained end to end, then bf16 benchmarks.
 
     python tools/analysis_tools/gpu_check.py --out work_dirs/gpu_check     # on a CUDA machine
-    python tools/analysis_tools/gpu_check.py --dry-run --out /tmp/check    # the same plan on CPU, tiny
+    python tools/analysis_tools/gpu_check.py --dry-run --out /tmp/check    # the plan on CPU, tiny (see below)
 
 Usually started through ``scripts/gpu_check.sh``, which first installs what a bare GPU host lacks. In order:
 the model checks; classification, segmentation and detection trained through ``tools/train.py`` /
@@ -10,6 +10,10 @@ mmseg's own Twins config side by side); which SDPA kernel runs attention with a 
 mode); then the benchmarks (img/s, speed and memory ratios to timm and mmpretrain, MFU) while the time budget
 lasts. ``results.json`` and ``results.md`` are rewritten after every step, so a run cut short still reports what
 it finished. Exits 1 when a check or a task run fails; a benchmark that fails is recorded, not fatal.
+
+``--dry-run`` (``make test``) proves the plumbing on CPU at tiny sizes. Dry run: one task run per distinct path
+(task kind, launcher, flags, mmseg's Twins; :func:`gpu_tasks.runs`), without checkpoints; the compile checks
+are left to the GPU.
 """
 
 from __future__ import annotations
@@ -125,7 +129,7 @@ def write(out_dir: str, report: dict, lines: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="work_dirs/gpu_check", help="folder for results.json / results.md")
-    p.add_argument("--dry-run", action="store_true", help="run the plan on CPU with tiny settings")
+    p.add_argument("--dry-run", action="store_true", help="the plan on CPU, tiny: one task run per distinct path")
     p.add_argument("--budget", type=float, default=400.0, help="seconds; task runs and benchmarks start only while "
                    "it lasts (each then runs to its end: about 8 minutes in all on one GPU)")  # fmt: skip
     p.add_argument("--task-timeout", type=float, default=100.0, help="seconds per end-to-end task run")
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = gpu_tasks.make_data(osp.join(args.out, "data"), args.dry_run)
     tasks = []
-    for run in gpu_tasks.RUNS:
+    for run in gpu_tasks.runs(args.dry_run):
         if time.time() - t0 > args.budget:
             tasks.append(gpu_tasks.TaskResult(run.name, run.task, False, 0.0, f"skipped: {args.budget:.0f} s spent"))
             continue

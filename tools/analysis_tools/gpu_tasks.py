@@ -6,8 +6,10 @@ in the real layout, started the way a user starts it (``tools/train.py``, ``tool
 ``--amp``) in its own process with a time limit. What comes back per run: seconds per iteration (median after
 warm-up), peak memory, first and last loss, and the evaluation the run ends with.
 
-``dry=True`` is the same plan on CPU at tiny sizes, two iterations and one block per stage (``make test`` runs it):
-it proves the plumbing, not speed.
+``dry=True`` runs on CPU at tiny sizes, two iterations and one block per stage (``make test`` runs it): it proves
+the plumbing, not speed. Dry run: one run per distinct path (:func:`runs`), i.e. each task kind, the
+``dist_train.sh`` launcher, ``--amp`` and mmseg's Twins side by side; a run that would only repeat another's path
+(same task kind, launcher and flags) is left to the GPU, and to the tests that train its config.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -42,10 +45,14 @@ class TaskRun:
     launcher: str = "train"  # train: tools/train.py; dist: tools/dist_train.sh CONFIG 1
     args: tuple[str, ...] = ()
     iters: int = 30  # training iterations on the GPU
+    dry: bool = True  # in the dry plan; False where another run already takes the same path (see :func:`runs`)
 
 
 RUNS: tuple[TaskRun, ...] = (
-    TaskRun("PCPVT-S ImageNet recipe", "classification", "configs/classification/pcpvt-small_8xb128_in1k.py"),
+    # dry: the CPVT-Ti run below takes the same path, and also the multi-scale wrapper and the plain-CPVT backbone
+    TaskRun(
+        "PCPVT-S ImageNet recipe", "classification", "configs/classification/pcpvt-small_8xb128_in1k.py", dry=False
+    ),
     TaskRun(
         "CPVT-Ti multi-scale 160-288", "classification", "configs/classification/cpvt-tiny_8xb256-ms160-288_in1k.py"
     ),
@@ -61,8 +68,12 @@ RUNS: tuple[TaskRun, ...] = (
         "mmseg::twins/twins_pcpvt-s_fpn_fpnhead_8xb4-80k_ade20k-512x512.py",
         iters=40,
     ),
-    TaskRun(
-        "UperNet SVT-S", "segmentation", "configs/segmentation/svt-s_uperhead_8xb2-160k_ade20k-512x512.py", iters=40
+    TaskRun(  # dry: the Semantic FPN run takes the same path (SVT trains in RetinaNet); the slowest on CPU
+        "UperNet SVT-S",
+        "segmentation",
+        "configs/segmentation/svt-s_uperhead_8xb2-160k_ade20k-512x512.py",
+        iters=40,
+        dry=False,
     ),
     TaskRun(
         "Mask R-CNN PCPVT-S ms-3x (dist_train.sh, 1 process)",
@@ -72,6 +83,14 @@ RUNS: tuple[TaskRun, ...] = (
     ),
     TaskRun("RetinaNet SVT-S --amp", "detection", "configs/detection/retinanet_svt-s_fpn_1x_coco.py", args=("--amp",)),
 )
+
+
+def runs(dry: bool) -> tuple[TaskRun, ...]:
+    """The runs to make: all of :data:`RUNS` on the GPU. Dry run: one run per distinct path through this module and
+    the tools (task kind, launcher, flags, host config), since on CPU every run costs seconds of imports and setup
+    alone and speed is not measured. The configs left out are trained through the tools by the tests
+    (test_classification's key configs, test_segmentation's toy training)."""
+    return tuple(r for r in RUNS if r.dry) if dry else RUNS
 
 
 @dataclass
@@ -129,6 +148,15 @@ def _loaders(cfg: Config, data_root: str, dry: bool) -> None:
         cfg[name].dataset.data_root = data_root
 
 
+def _pipeline_steps(cfg: Config) -> Iterator[dict]:
+    """Dry run: every step of the train, val and test pipelines, to shrink. Once the config is loaded the val
+    loader holds its own copy of the test pipeline, and the evaluation a run ends with is the val loop's: left
+    at full size it resized the tiny images to 512 x 683 (1333 x 800 for detection) and took most of the time."""
+    for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        if cfg.get(name) is not None:
+            yield from cfg[name].dataset.pipeline
+
+
 def _classification(cfg: Config, run: TaskRun, data_root: str, dry: bool, epochs: int) -> None:
     n = len(FOLDER_CLASSES)
     cfg.model.head.num_classes = n
@@ -142,16 +170,15 @@ def _classification(cfg: Config, run: TaskRun, data_root: str, dry: bool, epochs
     _loaders(cfg, data_root, dry)
     for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
         cfg[name].dataset.metainfo = dict(classes=list(FOLDER_CLASSES))
-        cfg[name].batch_size = 2 if dry else 64
+        cfg[name].batch_size = 8 if dry else 64  # dry: 16 training images, 2 iterations an epoch
     if dry:
-        for pipe in (cfg.train_dataloader.dataset.pipeline, cfg.test_dataloader.dataset.pipeline):
-            for step in pipe:
-                if step.type == "RandomResizedCrop":
-                    step.scale = 32
-                elif step.type == "ResizeEdge":
-                    step.scale = 36
-                elif step.type == "CenterCrop":
-                    step.crop_size = 32
+        for step in _pipeline_steps(cfg):
+            if step.type == "RandomResizedCrop":
+                step.scale = 32
+            elif step.type == "ResizeEdge":
+                step.scale = 36
+            elif step.type == "CenterCrop":
+                step.crop_size = 32
     cfg.val_evaluator = cfg.test_evaluator = dict(type="Accuracy", topk=(1,))  # top-5 of 4 classes is 100%
     # the recipe's warm-up then cosine, fitted into the short run (its own 5 warm-up epochs would outlast it)
     cfg.param_scheduler = [
@@ -167,12 +194,11 @@ def _segmentation(cfg: Config, run: TaskRun, data_root: str, dry: bool, iters: i
     if dry:
         crop = (64, 64)
         cfg.model.data_preprocessor.size = crop
-        for pipe in (cfg.train_dataloader.dataset.pipeline, cfg.test_dataloader.dataset.pipeline):
-            for step in pipe:
-                if step.type in ("RandomResize", "Resize"):
-                    step.scale = (256, 64)
-                elif step.type == "RandomCrop":
-                    step.crop_size = crop
+        for step in _pipeline_steps(cfg):
+            if step.type in ("RandomResize", "Resize"):
+                step.scale = (256, 64)
+            elif step.type == "RandomCrop":
+                step.crop_size = crop
         cfg.train_dataloader.batch_size = 2
     if cfg.get("val_dataloader") is not None:
         cfg.val_dataloader.dataset.data_root = data_root
@@ -202,16 +228,16 @@ def _detection(cfg: Config, run: TaskRun, data_root: str, dry: bool, epochs: int
     for name in ("val_evaluator", "test_evaluator"):
         cfg[name].ann_file = osp.join(data_root, "annotations/instances_val2017.json")
     if dry:
-        for pipe in (cfg.train_dataloader.dataset.pipeline, cfg.test_dataloader.dataset.pipeline):
-            for step in pipe:
-                if step.type == "Resize":
-                    step.scale = (160, 128)
-                elif step.type == "RandomChoiceResize":
-                    step.scales = [(160, 96), (160, 128)]
+        for step in _pipeline_steps(cfg):
+            if step.type == "Resize":
+                step.scale = (160, 128)
+            elif step.type == "RandomChoiceResize":
+                step.scales = [(160, 96), (160, 128)]
         if model.type == "MaskRCNN":  # fewer RoIs: without compiled mmcv, RoIAlign is plain PyTorch (slow on CPU)
             model.train_cfg.rpn_proposal.max_per_img = 100
             model.train_cfg.rcnn.sampler.num = 32
             model.test_cfg.rpn.max_per_img = 50
+            model.test_cfg.rcnn.max_per_img = 20  # the mask head runs on every detection (seconds for 100)
     cfg.param_scheduler = [dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=10)]
     cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=epochs, val_interval=epochs)
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=epochs, max_keep_ckpts=1)
@@ -255,6 +281,8 @@ def task_config(run: TaskRun, data: dict[str, str], work_dir: str, dry: bool) ->
         _segmentation(cfg, run, data["segmentation"], dry, iters)
     else:  # 64 images at batch 2: 32 iterations an epoch
         _detection(cfg, run, data["detection"], dry, epochs=1)
+    if dry:  # no checkpoint: 13 to 460 MB written per run (fsynced); the saving has tests of its own
+        cfg.default_hooks.checkpoint.update(interval=-1, save_last=False)
     cfg.default_hooks.logger = dict(type="LoggerHook", interval=1, log_metric_by_epoch=run.task == "classification")
     cfg.log_processor = dict(type="LogProcessor", window_size=1, by_epoch=run.task != "segmentation")
     cfg.randomness = dict(seed=0)
