@@ -24,12 +24,10 @@ if XDIST_WORKER:
 # balance, never coverage.
 LONGEST_FIRST = (
     "test_gpu_check.py::test_gpu_check_dry_run",
-    "test_deployment.py::test_compiled_training_step",
     "test_segmentation.py::test_toy_training_learns",  # 3 configs, 40-55 s each
     "test_experiments.py::test_experiments_suite_end_to_end",
     "test_custom_classification.py::test_the_classification_walkthrough",
     "test_custom_data.py::test_the_detection_walkthrough",
-    "test_deployment.py::test_one_onnx_file",  # 2 families, 27-35 s each
     "test_custom_data.py::test_segmentation_of_a_2000x3000",
     "test_checkpoint_safety.py::test_training_killed_repeatedly",
     "test_classification.py::test_key_config_trains_and_tests",  # 4 configs, 15-30 s each
