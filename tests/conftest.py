@@ -30,7 +30,7 @@ LONGEST_FIRST = (
     "test_custom_data.py::test_the_detection_walkthrough",
     "test_custom_data.py::test_segmentation_of_a_2000x3000",
     "test_checkpoint_safety.py::test_training_killed_repeatedly",
-    "test_classification.py::test_key_config_trains_and_tests",  # 4 configs, 15-30 s each
+    "test_classification.py::test_key_config_trains_and_tests",  # cpvt-tiny (with --compile) ~25 s, others ~6 s
     "test_detection.py::test_resume_continues_the_iteration_count",
     "test_custom_data.py::test_the_segmentation_example",
     "test_padding.py::test_every_dense_config_batches_padding_aware",

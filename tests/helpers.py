@@ -45,9 +45,10 @@ def run_tool_in_process(tool: str, *args: str, expect: int = 0) -> tuple[str, st
     """Run ``tool``'s ``__main__`` block in this interpreter, with ``sys.argv`` as ``python tool ARGS`` sets it,
     and check its exit status like :func:`run_tool`; returns (stdout, stderr).
 
-    For the checks of arguments and one-line errors, which stop before anything is built: the same code path
-    as a command line, without paying the toolkits' import again in a fresh interpreter. Every tool keeps at
-    least one :func:`run_tool` test, the proof that the command line itself starts.
+    The same code path as a command line, without paying the toolkits' import again in a fresh interpreter: for
+    the checks of arguments and one-line errors, and for short trainings and tests whose claim is the result, not
+    the start of a process. Every tool keeps at least one :func:`run_tool` test, the proof that the command line
+    itself starts; a compile, a kill or a different environment needs its own interpreter.
     """
     import contextlib
     import io

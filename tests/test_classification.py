@@ -5,11 +5,13 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, build_model, logged_losses, run_tool
+from conftest import shared_dir
+from helpers import ROOT, build_model, logged_losses, run_tool, run_tool_in_process
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from toy import TINY_CPVT, TINY_PCPVT, TINY_SVT, make_imagenet_layout
@@ -91,6 +93,9 @@ def tiny_config(name: str, data_root: str, work_dir: Path, max_epochs: int, dete
         dl.batch_size = 8
         dl.num_workers = 0
         dl.persistent_workers = False
+        # mmengine serialises a dataset for sharing with loader workers (there are none here), and runs a full
+        # garbage collection for it: ~0.3 s a dataset in a process holding the toolkits
+        dl.dataset.serialize_data = False
         dl.dataset.data_root = data_root
         dl.dataset.metainfo = dict(classes=[f"n{c:08d}" for c in range(4)])
     cfg.val_evaluator = cfg.test_evaluator = dict(type="Accuracy", topk=(1,))  # top-5 needs > 4 classes
@@ -106,29 +111,37 @@ def tiny_config(name: str, data_root: str, work_dir: Path, max_epochs: int, dete
     return path
 
 
-@pytest.fixture(scope="module")
-def imagenet_root(tmp_path_factory):
-    return make_imagenet_layout(tmp_path_factory.mktemp("imagenet"), per_class=32)
+@pytest.fixture(scope="session")
+def imagenet_root(tmp_path_factory) -> str:
+    """4 classes x 32 train / 4 val images in the ImageNet layout, made once for all xdist workers."""
+    with shared_dir(tmp_path_factory, "classification_imagenet") as (folder, fresh):
+        if fresh:
+            make_imagenet_layout(folder, per_class=32)
+    return str(folder)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", KEY_CONFIGS)
 def test_key_config_trains_and_tests(name, imagenet_root, tmp_path):
+    """Each key config, shrunk, through tools/train.py and tools/test.py: the loss falls and the test reports
+    top-1. Both tools run their ``__main__`` in this process (run_tool_in_process: the toolkits are imported
+    once, not ~6 s per tool start); their command lines start in the resume and two-process tests below, and
+    tools/test.py's here too, with ``--compile``."""
     work = tmp_path / "work"
-    cfg_path = tiny_config(name, imagenet_root, work, max_epochs=10)
-    train = run_tool(str(ROOT / "tools/train.py"), str(cfg_path))
+    cfg_path = tiny_config(name, imagenet_root, work, max_epochs=7)
+    out, err = run_tool_in_process("tools/train.py", str(cfg_path))
     # the run's log says what importing cpvt_mm changed in the host stack
-    assert re.search(r"cpvt_mm.compat fixes .*applied: [^;]*checkpoints", train.stdout + train.stderr)
+    assert re.search(r"cpvt_mm.compat fixes .*applied: [^;]*checkpoints", out + err)
     losses = logged_losses(work)
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     assert last < first - 0.3, losses
-    ckpt = work / "epoch_10.pth"
-    res = run_tool(str(ROOT / "tools/test.py"), str(cfg_path), str(ckpt), "--work-dir", str(tmp_path / "test"))
-    top1 = re.findall(r"accuracy/top1: ([\d.]+)", res.stdout + res.stderr)
-    assert top1, res.stdout[-2000:]
+    ckpt = work / "epoch_7.pth"
+    out, err = run_tool_in_process("tools/test.py", str(cfg_path), str(ckpt), "--work-dir", str(tmp_path / "test"))
+    top1 = re.findall(r"accuracy/top1: ([\d.]+)", out + err)
+    assert top1, out[-2000:]
     if name == "cpvt-tiny_8xb256_in1k.py":  # --compile (inductor, dynamic sizes) gives the same metric
         args = (str(cfg_path), str(ckpt), "--work-dir", str(tmp_path / "test_c"), "--compile")
-        compiled = run_tool(str(ROOT / "tools/test.py"), *args)
+        compiled = run_tool(str(ROOT / "tools/test.py"), *args)  # a fresh interpreter: dynamo's state stays there
         assert re.findall(r"accuracy/top1: ([\d.]+)", compiled.stdout + compiled.stderr) == top1
 
 
@@ -138,27 +151,31 @@ def _weights(path: Path) -> dict:
     return load_checkpoint_file(str(path), map_location="cpu")["state_dict"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def straight_run(imagenet_root, tmp_path_factory) -> Path:
     """The work dir of one deterministic PCPVT run of 2 epochs, one process, a checkpoint per epoch: the
-    reference of the resume test (epoch_2) and of the two-process test (epoch_1; the lr is constant, so the
-    first epoch of this run is a one-epoch run)."""
-    straight = tmp_path_factory.mktemp("straight") / "straight"
-    cfg = tiny_config("pcpvt-small_8xb128_in1k.py", imagenet_root, straight, max_epochs=2, deterministic=True)
-    run_tool(str(ROOT / "tools/train.py"), str(cfg))
+    reference of the resume test (epoch_2; it resumes from epoch_1) and of the two-process test (epoch_1; the
+    lr is constant, so the first epoch of this run is a one-epoch run). Made once for all xdist workers."""
+    with shared_dir(tmp_path_factory, "classification_straight") as (folder, fresh):
+        straight = folder / "straight"
+        if fresh:
+            cfg = tiny_config("pcpvt-small_8xb128_in1k.py", imagenet_root, straight, max_epochs=2, deterministic=True)
+            run_tool(str(ROOT / "tools/train.py"), str(cfg))
     return straight
 
 
 @pytest.mark.slow
 def test_resume_continues_exactly_where_it_stopped(imagenet_root, straight_run, tmp_path):
-    straight = straight_run
+    """A run stopped after epoch 1 (the straight run's epoch_1 checkpoint, in a work dir of its own as a
+    stopped run leaves it) resumes with ``--resume`` to the same epoch-2 weights as the run that never stopped."""
     resumed = tmp_path / "resumed"
     cfg_r = tiny_config("pcpvt-small_8xb128_in1k.py", imagenet_root, resumed, max_epochs=2, deterministic=True)
-    run_tool(str(ROOT / "tools/train.py"), str(cfg_r), "--cfg-options", "train_cfg.max_epochs=1")
-    assert not (resumed / "epoch_2.pth").exists()
+    resumed.mkdir()
+    shutil.copy(straight_run / "epoch_1.pth", resumed / "epoch_1.pth")
+    (resumed / "last_checkpoint").write_text(str(resumed / "epoch_1.pth"))
     res = run_tool(str(ROOT / "tools/train.py"), str(cfg_r), "--resume")
     assert "resumed epoch: 1" in (res.stdout + res.stderr).lower()
-    a, b = _weights(straight / "epoch_2.pth"), _weights(resumed / "epoch_2.pth")
+    a, b = _weights(straight_run / "epoch_2.pth"), _weights(resumed / "epoch_2.pth")
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
 
@@ -273,9 +290,12 @@ def test_amp_bf16_trains_on_cpu(imagenet_root, tmp_path):
     """``--amp`` without a GPU: bf16 autocast through cpvt_mm's AutocastOptimWrapper (mmengine's refuses CPUs)."""
     if torch.cuda.is_available():
         pytest.skip("checks the CPU path")
-    work = tmp_path / "work"
+    # a config file name of its own: MMEngine names a run's logger and visualizer after the config and the
+    # second the run starts, and a later run of that name in the same process (the key-config test of the SVT
+    # before this one) would reuse them
+    work = tmp_path / "amp"
     cfg = tiny_config("svt-small_8xb128_in1k.py", imagenet_root, work, max_epochs=1)
-    res = run_tool(str(ROOT / "tools/train.py"), str(cfg), "--amp")
-    assert "AutocastOptimWrapper" in res.stdout + res.stderr
+    out, err = run_tool_in_process("tools/train.py", str(cfg), "--amp")  # command line: the tests above
+    assert "AutocastOptimWrapper" in out + err
     losses = logged_losses(work)
     assert losses and all(l == l and l < 10 for l in losses)  # finite

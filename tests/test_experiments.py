@@ -218,7 +218,10 @@ def test_experiments_suite_end_to_end_and_resume(tmp_path):
     path = work / "down16-peg/seed0/result.json"
     old = json.loads(path.read_text())
     path.write_text(json.dumps({k: v for k, v in old.items() if k != "dilated"}))
-    again = run_tool(*args, timeout=300)  # everything finished: only the report is rebuilt
-    assert "4 runs (4 already finished)" in again.stdout
+    # The rerun runs in this process (run_tool_in_process: the command line started above; no second import of
+    # the toolkits). Every run is finished, so nothing is trained again: down16-peg's dilated test runs in a
+    # worker process, and the report is rebuilt.
+    again, _ = run_tool_in_process(*args)
+    assert "4 runs (4 already finished)" in again
     assert json.loads(path.read_text())["dilated"] == old["dilated"]  # same weights, same images
-    assert re.search(r"native28-peg/seed0: top-1 [\d.]+ at the training size \(0 s", again.stdout)
+    assert re.search(r"native28-peg/seed0: top-1 [\d.]+ at the training size \(0 s", again)
