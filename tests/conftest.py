@@ -24,7 +24,7 @@ if XDIST_WORKER:
 # balance, never coverage.
 LONGEST_FIRST = (
     "test_gpu_check.py::test_gpu_check_dry_run",
-    "test_segmentation.py::test_toy_training_learns",  # 3 configs, 40-55 s each
+    "test_segmentation.py::test_toy_training_learns",  # ~30 s
     "test_experiments.py::test_experiments_suite_end_to_end",
     "test_custom_classification.py::test_the_classification_walkthrough",
     "test_custom_data.py::test_the_detection_walkthrough",
@@ -32,7 +32,6 @@ LONGEST_FIRST = (
     "test_checkpoint_safety.py::test_training_killed_repeatedly",
     "test_classification.py::test_key_config_trains_and_tests",  # cpvt-tiny (with --compile) ~25 s, others ~6 s
     "test_detection.py::test_resume_continues_the_iteration_count",
-    "test_custom_data.py::test_the_segmentation_example",
     "test_padding.py::test_every_dense_config_batches_padding_aware",
 )
 

@@ -7,6 +7,7 @@ import filecmp
 import glob
 import os
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, build_model, logged_losses, run_tool
+from helpers import ROOT, build_model, logged_losses, run_tool, run_tool_in_process
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
@@ -182,8 +183,13 @@ def test_pretrained_backbone_loads_through_init_cfg(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(set(map(os.path.basename, SEG_CONFIGS)) - set(KEY_CONFIGS)))
 def test_other_configs_build_at_full_size(name):
-    model = build_model(load(name))
-    assert len(model.extract_feat(torch.zeros(1, 3, 64, 64))) == 4
+    """Every other config at its real widths and depths, on the meta device: the modules and the shapes through
+    backbone and neck, without allocating and initialising the weights (most of the time of a real build; the
+    key configs above are built for real)."""
+    with torch.device("meta"):
+        model = build_model(load(name))
+        feats = model.extract_feat(torch.zeros(1, 3, 64, 64))
+    assert [f.shape[-2:] for f in feats] == [(16, 16), (8, 8), (4, 4), (2, 2)]
 
 
 @pytest.mark.parametrize("name", KEY_CONFIGS)
@@ -245,13 +251,17 @@ def test_predictions_have_the_input_size(name, mode):
 
 
 def test_slide_inference_at_the_documented_window():
-    """The documented cfg-option (512 windows, stride 341) on a 600x530 image: 2 x 2 overlapping windows."""
+    """The documented cfg-option (512 windows, stride 341) on a 600x530 image: 2 x 2 overlapping windows.
+
+    With 8 classes instead of ADE20K's 150: the windows do not depend on them, and mmseg's padding and resizing
+    of 150 logit maps per window took most of the time."""
     cfg = tiny(load(FPN.format("svt", "s")))
+    cfg.model.decode_head.num_classes = 8
     cfg.model.test_cfg = dict(mode="slide", crop_size=(512, 512), stride=(341, 341))
     model = build_model(cfg).eval()
     with torch.no_grad():
         logits = model.inference(torch.zeros(1, 3, 600, 530), [dict(img_shape=(600, 530), ori_shape=(600, 530))])
-    assert logits.shape == (1, 150, 600, 530)
+    assert logits.shape == (1, 8, 600, 530)
 
 
 def test_tta_merges_flips_and_scales_at_the_image_size(toy_root):
@@ -318,16 +328,22 @@ def test_toy_dataset_cli(tmp_path):
     assert (
         len(list(out.glob("images/training/*.jpg"))) == 2 and len(list(out.glob("annotations/validation/*.png"))) == 1
     )
-    bad = subprocess.run([*cmd[:3], "--size", "90", "40"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode != 0 and "size" in bad.stderr
+    # a refused size, in this interpreter: the command line itself has started above
+    with pytest.raises(ValueError, match="size must be SIDE or MIN MAX"):
+        run_tool_in_process(str(tool), str(out), "--size", "90", "40")
 
 
 # --------------------------------------------------------------------------- toy training through the tools
-def toy_config(name: str, data_root: str, work_dir: Path, max_iters: int, tta: bool = False) -> Path:
+LEARNS = FPN.format("pcpvt", "s")  # the config that trains long enough to learn; slide and TTA are tested on it
+TOY_LR = 8e-3  # AdamW lr for a tiny model from scratch (the recipes' 6e-5 / 1e-4 are for pretrained backbones)
+
+
+def toy_config(name: str, data_root: str, work_dir: Path, max_iters: int, log_interval: int = 10) -> Path:
     """The named config at tiny widths on the toy dataset: 64px crops, 4 images a batch, a short schedule.
 
     Everything else (pipelines' transforms, heads, optimizer type, weight-decay keys, scheduler types) is the
-    config's own. The lr is raised for a from-scratch tiny model, and the warm-up shortened to match.
+    config's own. The lr is raised for a from-scratch tiny model, and the warm-up shortened to a tenth of the run.
+    The TTA scales shrink like the rest (``tools/test.py --tta`` does the wrapping).
     """
     cfg = tiny(load(name))
     for pipeline in (cfg.train_dataloader.dataset.pipeline, cfg.test_dataloader.dataset.pipeline):
@@ -336,69 +352,88 @@ def toy_config(name: str, data_root: str, work_dir: Path, max_iters: int, tta: b
                 step.scale = (256, 64)  # the recipe's (2048, 512) / 8
             elif step.type == "RandomCrop":
                 step.crop_size = TINY_CROP
+    for step in cfg.tta_pipeline[1].transforms[0]:
+        step.scale = tuple(s // 8 for s in step.scale)
     for loader in ("train_dataloader", "test_dataloader"):
         cfg[loader].update(num_workers=0, persistent_workers=False)
         cfg[loader].dataset.data_root = data_root
     cfg.train_dataloader.batch_size = 4
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None  # tools/test.py evaluates
-    cfg.optim_wrapper.optimizer.lr = 3e-3
-    warmup = max_iters // 10
+    cfg.optim_wrapper.optimizer.lr = TOY_LR
+    warmup = max(1, max_iters // 10)
     if len(cfg.param_scheduler) == 2:
         cfg.param_scheduler[0].end = cfg.param_scheduler[1].begin = warmup
     cfg.param_scheduler[-1].end = max_iters
     cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters)
-    cfg.default_hooks.logger = dict(type="LoggerHook", interval=10, log_metric_by_epoch=False)
+    cfg.default_hooks.logger = dict(type="LoggerHook", interval=log_interval, log_metric_by_epoch=False)
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=max_iters)
     cfg.randomness = dict(seed=0)
     cfg.work_dir = str(work_dir)
-    if tta:  # the TTA scales shrunk like the rest; tools/test.py --tta does the wrapping
-        for step in cfg.tta_pipeline[1].transforms[0]:
-            step.scale = tuple(s // 8 for s in step.scale)
-    path = work_dir.parent / f"{work_dir.name}{'_tta' if tta else ''}_{name}"
+    path = work_dir.parent / f"{work_dir.name}_{name}"
     cfg.dump(str(path))
     return path
 
 
-def run_tool_output(*args: str) -> str:
-    res = run_tool(*args)
-    return res.stdout + res.stderr
+def tools_test_in_process(*args: str) -> dict:
+    """``python tools/test.py ARGS`` run by the tool's ``main`` in this interpreter; returns the metrics it reported.
+
+    The same code as the command line (argument parsing, ``--cfg-options``, ``--tta``, the Runner's test loop)
+    without paying the toolkits' import in a fresh interpreter (about 5 s a run); that the command line itself
+    starts and reports mIoU is test_custom_data's segmentation example. The metrics come from ``main``'s return
+    value, not from the log: MMEngine names a run's logger after the config and the second it started, so a run
+    may log through an earlier one's. The default scope the Runner sets is put back afterwards: a leftover
+    "mmseg" would make later registry builds in this process (other modules' tests, under xdist) look in mmseg's
+    registries. Only for configs that load their test data in this process (``num_workers=0``, as toy_config's):
+    DataLoader workers forked from the test process outlive the run and stall a later test on their shutdown.
+    """
+    saved_path = list(sys.path)
+    try:
+        with DefaultScope.overwrite_default_scope("mmseg"):
+            return runpy.run_path(str(ROOT / "tools/test.py"))["main"](list(args))
+    finally:
+        sys.path[:] = saved_path
 
 
-def reported_miou(output: str) -> float:
-    found = re.findall(r"mIoU: ([0-9.]+)", output)
-    assert found, output[-3000:]
-    return float(found[-1])
+def toy_training(name: str, data_root: str, tmp_path: Path, max_iters: int, log_interval: int):
+    """``tools/train.py`` on the toy config; returns (config path, checkpoint, the logged losses)."""
+    work = tmp_path / "work"
+    cfg_path = toy_config(name, data_root, work, max_iters, log_interval)
+    run_tool(str(ROOT / "tools/train.py"), str(cfg_path))
+    losses = logged_losses(work)
+    assert len(losses) == max_iters // log_interval
+    return cfg_path, work / f"iter_{max_iters}.pth", losses
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", KINDS)
-def test_toy_training_learns_and_test_reports_miou(name, toy_root, tmp_path):
-    work = tmp_path / "work"
-    max_iters = 200
-    cfg_path = toy_config(name, toy_root, work, max_iters)
-    run_tool_output(str(ROOT / "tools/train.py"), str(cfg_path))
-    losses = logged_losses(work)
-    assert len(losses) == max_iters // 10
+def test_toy_training_learns_and_test_reports_miou(toy_root, tmp_path):
+    """Semantic FPN trained from scratch through tools/train.py learns the toy set, and tools/test.py reports it
+    in whole-image, sliding-window (the documented cfg-options) and multi-scale + flip TTA inference.
+
+    130 iterations at lr 8e-3, measured over seeds 0-3 (the test uses 0): the mean of the last three logged
+    losses is 0.27-0.31 of the first three's; mIoU 62-77 whole, 56-69 slide, 66-82 TTA. Predicting the
+    background alone scores 10, and 20 iterations (the other kinds' smoke runs below) 15-45, so the bounds need
+    a model that learned the classes.
+    """
+    cfg_path, ckpt, losses = toy_training(LEARNS, toy_root, tmp_path, max_iters=130, log_interval=10)
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
-    assert last < 0.7 * first, losses
-    ckpt = work / f"iter_{max_iters}.pth"
-    out = run_tool_output(str(ROOT / "tools/test.py"), str(cfg_path), str(ckpt), "--work-dir", str(tmp_path / "test"))
-    assert reported_miou(out) > 30.0, out[-2000:]  # about 55-60 measured; predicting the background alone: 10
-    if name == FPN.format("pcpvt", "s"):  # sliding-window inference through the documented cfg-options
-        slide = ["model.test_cfg.mode=slide", "model.test_cfg.crop_size=(48,48)", "model.test_cfg.stride=(32,32)"]
-        out = run_tool_output(
-            str(ROOT / "tools/test.py"),
-            str(cfg_path),
-            str(ckpt),
-            "--work-dir",
-            str(tmp_path / "slide"),
-            "--cfg-options",
-            *slide,
-        )
-        assert reported_miou(out) > 30.0
-    if name == UPER.format("svt", "s"):  # multi-scale + flip TTA through the same tool
-        tta_path = toy_config(name, toy_root, work, max_iters, tta=True)
-        out = run_tool_output(
-            str(ROOT / "tools/test.py"), str(tta_path), str(ckpt), "--tta", "--work-dir", str(tmp_path / "tta")
-        )
-        assert reported_miou(out) > 30.0
+    assert last < 0.5 * first, losses
+    test = [str(cfg_path), str(ckpt), "--work-dir"]
+    whole = tools_test_in_process(*test, str(tmp_path / "whole"))
+    assert whole["mIoU"] > 50.0, whole
+    slide_options = ["model.test_cfg.mode=slide", "model.test_cfg.crop_size=(48,48)", "model.test_cfg.stride=(32,32)"]
+    slide = tools_test_in_process(*test, str(tmp_path / "slide"), "--cfg-options", *slide_options)
+    assert slide["mIoU"] > 40.0, slide
+    tta = tools_test_in_process(*test, str(tmp_path / "tta"), "--tta")
+    assert tta["mIoU"] > 40.0, tta
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in KINDS if n != LEARNS])
+def test_toy_training_of_each_upernet_kind_runs_through_the_tools(name, toy_root, tmp_path):
+    """UperNet on a pyramid backbone and on plain CPVT through MultiLevelNeck: 20 iterations through
+    tools/train.py (the logged loss falls: 5.9-6.0 to 4.9-5.2 measured), then tools/test.py loads the checkpoint
+    and reports mIoU. That such training learns is shown once, on Semantic FPN, above."""
+    cfg_path, ckpt, losses = toy_training(name, toy_root, tmp_path, max_iters=20, log_interval=5)
+    assert losses[-1] < losses[0] - 0.3, losses
+    metrics = tools_test_in_process(str(cfg_path), str(ckpt), "--work-dir", str(tmp_path / "test"))
+    assert 0.0 <= metrics["mIoU"] <= 100.0
