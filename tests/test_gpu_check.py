@@ -50,3 +50,23 @@ def test_gpu_check_refuses_to_run_without_cuda_unless_dry(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a GPU machine: never start the real plan
     _, err = run_tool_in_process("tools/analysis_tools/gpu_check.py", expect=1)
     assert "no CUDA device visible" in err
+
+
+def test_dry_runs_evaluate_at_tiny_sizes(tmp_path, monkeypatch):
+    """A dry run's evaluation is its val loop, whose pipeline is a copy of the test one once the config is loaded:
+    it must shrink too (left at full size, dry runs evaluated at 512 x 683 and 1333 x 800)."""
+    from mmengine.config import Config
+
+    monkeypatch.syspath_prepend(str(ROOT / "tools/analysis_tools"))
+    import gpu_tasks
+
+    data = {task: str(tmp_path / task) for task in ("classification", "segmentation", "detection")}
+    for i, run in enumerate(gpu_tasks.runs(dry=True)):
+        cfg = Config.fromfile(gpu_tasks.task_config(run, data, str(tmp_path / f"run{i}"), dry=True))
+        for loader in ("val_dataloader", "test_dataloader"):
+            sides = [s for step in cfg[loader].dataset.pipeline if "scale" in step for s in _sides(step.scale)]
+            assert sides and max(sides) <= 256, (run.name, loader, cfg[loader].dataset.pipeline)
+
+
+def _sides(scale) -> list[int]:
+    return [scale] if isinstance(scale, int) else list(scale)
